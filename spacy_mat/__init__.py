@@ -1,0 +1,12 @@
+"""spacy_mat: CNN-LSTM-CRF sequence labelling with masked adversarial training
+for spaCy. Importing the package registers the component, architectures,
+scorer and schedules."""
+from .architectures import build_charcnn_bilstm_crf
+from .callbacks import exponential_decay
+from .component import MatTagger, make_mat_tagger
+from .readers import create_sentence_corpus
+from .scoring import make_tagger_scorer
+
+__version__ = "0.1.0"
+__all__ = ["MatTagger", "make_mat_tagger", "build_charcnn_bilstm_crf", "make_tagger_scorer", "create_sentence_corpus",
+           "exponential_decay", "__version__"]

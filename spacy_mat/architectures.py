@@ -1,0 +1,247 @@
+"""Registered thinc models that wrap the torch network.
+
+The thinc model holds the index tables and tag sets as attrs and the torch
+network in a PyTorchShim; its forward pass featurizes token sequences
+(spaCy ``Doc``/``Span`` objects) and returns the best tag path per head.
+Training goes through :func:`train_step`, which runs the torch loss and
+backward pass; ``model.finish_update(sgd)`` then applies thinc's optimizer.
+"""
+import io
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import srsly
+import torch
+from spacy.tokens import Doc, Span
+from spacy.util import registry
+from thinc.api import Model, PyTorchShim, deserialize_attr, serialize_attr
+from thinc.util import get_torch_default_device
+
+from .features import UNK_ID, Batch, IndexTables
+from .network import CharCNNBiLSTMCRF, length_mask
+from .tags import allowed_transitions
+
+TokenSeq = Union[Doc, Span]
+ARCH_NAME = "spacy_mat.CharCNNBiLSTMCRF.v1"
+
+
+@registry.architectures(ARCH_NAME)
+def build_charcnn_bilstm_crf(
+    word_width: int = 100,
+    char_width: int = 30,
+    char_filters: int = 30,
+    char_window: int = 3,
+    hidden_width: int = 200,
+    depth: int = 1,
+    dropout: float = 0.2,
+    word_dropout: float = 0.05,
+    lowercase: bool = False,
+    normalize_digits: bool = False,
+    min_word_freq: int = 1,
+    max_word_length: int = 50,
+    include_static_vectors: bool = False,
+    normalize_embeddings: bool = True,
+    batch_size: int = 256,
+) -> Model[List[TokenSeq], List[List[np.ndarray]]]:
+    """CNN-LSTM-CRF sequence labeller (Ma & Hovy 2016).
+
+    The word vocabulary is built at ``initialize()`` from the training
+    sequences; with ``include_static_vectors`` its rows start from the
+    pipeline's static vectors. ``batch_size`` is the number of sequences per
+    forward pass at prediction time (sorted by length to limit padding).
+    """
+    if depth < 1:
+        raise ValueError(f"{ARCH_NAME}: depth must be >= 1, got {depth}")
+    if not 0.0 <= dropout < 1.0 or not 0.0 <= word_dropout < 1.0:
+        raise ValueError(f"{ARCH_NAME}: dropout rates must be in [0, 1)")
+    hparams = {
+        "word_width": word_width, "char_width": char_width, "char_filters": char_filters,
+        "char_window": char_window, "hidden_width": hidden_width, "depth": depth,
+        "dropout": dropout, "word_dropout": word_dropout,
+        "normalize_embeddings": normalize_embeddings,
+    }
+    table_settings = {"lowercase": lowercase, "normalize_digits": normalize_digits,
+                      "max_word_length": max_word_length}
+    holder: List[Model] = []
+    shim = PyTorchShim(
+        None,
+        serialize_model=_serialize_network,
+        deserialize_model=lambda _net, data, device: _deserialize_network(holder[0], data, device),
+    )
+    model = Model(
+        ARCH_NAME,
+        forward,
+        init=init,
+        shims=[shim],
+        attrs={
+            "hparams": hparams,
+            "table_settings": table_settings,
+            "min_word_freq": min_word_freq,
+            "include_static_vectors": include_static_vectors,
+            "batch_size": batch_size,
+            "tables": IndexTables(**table_settings),
+            "tag_sets": [],
+        },
+    )
+    holder.append(model)
+    return model
+
+
+# -- serialization of the attrs and the network ------------------------------
+
+@serialize_attr.register(IndexTables)
+def _serialize_tables(_: IndexTables, value: IndexTables, name: str, model: Model) -> bytes:
+    return srsly.msgpack_dumps(value.to_dict())
+
+
+@deserialize_attr.register(IndexTables)
+def _deserialize_tables(_: IndexTables, value: bytes, name: str, model: Model) -> IndexTables:
+    return IndexTables.from_dict(srsly.msgpack_loads(value))
+
+
+def _serialize_network(network: torch.nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(network.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def _deserialize_network(model: Model, data: bytes, device: torch.device) -> torch.nn.Module:
+    network = build_network(model).to(device)
+    state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    network.load_state_dict(state)
+    return network
+
+
+def build_network(model: Model) -> CharCNNBiLSTMCRF:
+    """A torch network sized by the model's index tables and tag sets."""
+    tables: IndexTables = model.attrs["tables"]
+    tag_sets = model.attrs["tag_sets"]
+    if not tag_sets:
+        raise ValueError(f"{ARCH_NAME}: no tag sets; the component must set labels before "
+                         "initializing the model")
+    heads = [(len(tags), allowed_transitions(tags)) for tags in tag_sets]
+    return CharCNNBiLSTMCRF(
+        len(tables.words), len(tables.chars), heads,
+        word_counts=tables.word_counts, char_counts=tables.char_counts,
+        **model.attrs["hparams"],
+    )
+
+
+def get_network(model: Model) -> CharCNNBiLSTMCRF:
+    network = model.shims[0]._model
+    if network is None:
+        raise ValueError(f"{ARCH_NAME} is not initialized: call nlp.initialize() or load "
+                         "a trained pipeline")
+    return network
+
+
+# -- initialization ------------------------------------------------------------
+
+def init(model: Model, X: Optional[List[TokenSeq]] = None, Y: Any = None) -> Model:
+    """Build the index tables from the training sequences ``X`` and the network."""
+    if not X:
+        raise ValueError(f"{ARCH_NAME}.initialize() needs the training sequences as X")
+    vectors = X[0].doc.vocab.vectors if model.attrs["include_static_vectors"] else None
+    if vectors is not None and vectors.shape[0] == 0:
+        raise ValueError(
+            f"{ARCH_NAME}: include_static_vectors is true but the pipeline has no vectors; "
+            "add them with `spacy init vectors` and [initialize] vectors, or set it to false")
+    tables = IndexTables.from_sequences(
+        ([t.text for t in seq] for seq in X),
+        min_freq=model.attrs["min_word_freq"], **model.attrs["table_settings"],
+    )
+    model.attrs["tables"] = tables
+    network = build_network(model)
+    if vectors is not None:
+        _copy_static_vectors(network, tables, X[0].doc.vocab)
+    shim = model.shims[0]
+    shim._model = network.to(get_torch_default_device())
+    return model
+
+
+def _copy_static_vectors(network: CharCNNBiLSTMCRF, tables: IndexTables, vocab) -> int:
+    """Initialise word rows from static vectors; returns how many rows were set."""
+    width = vocab.vectors.shape[1]
+    weight = network.word_embed.weight
+    if width != weight.shape[1]:
+        raise ValueError(f"{ARCH_NAME}: word_width={weight.shape[1]} but the static vectors "
+                         f"have width {width}; set word_width = {width}")
+    rows, values = [], []
+    for i, word in enumerate(tables.words):
+        if vocab.has_vector(word):
+            rows.append(i)
+            values.append(vocab.get_vector(word))
+    if rows:
+        with torch.no_grad():
+            weight[torch.tensor(rows)] = torch.tensor(np.asarray(values), dtype=weight.dtype)
+    return len(rows)
+
+
+# -- forward (prediction) and training ------------------------------------------
+
+def tensors(batch: Batch, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return tuple(torch.as_tensor(a, device=device) for a in batch)  # type: ignore[return-value]
+
+
+def forward(model: Model, X: List[TokenSeq], is_train: bool) -> Tuple[List[List[np.ndarray]], Callable]:
+    """Best tag ids per head and sequence: ``Y[head][i]`` has ``len(X[i])`` ids."""
+    network = get_network(model)
+    tables: IndexTables = model.attrs["tables"]
+    n_heads = len(network.crfs)
+    Y: List[List[np.ndarray]] = [[np.zeros(0, dtype=np.int64)] * len(X) for _ in range(n_heads)]
+    order = [i for i in sorted(range(len(X)), key=lambda i: len(X[i])) if len(X[i])]
+    device = next(network.parameters()).device
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(order), model.attrs["batch_size"]):
+                chunk = order[start: start + model.attrs["batch_size"]]
+                batch = tables.featurize([[t.text for t in X[i]] for i in chunk])
+                word_ids, char_ids, lengths = tensors(batch, device)
+                words, chars = network.embed(word_ids, char_ids)
+                emissions = network.emissions(words, chars, char_ids, lengths)
+                paths = network.decode(emissions, length_mask(lengths, word_ids.shape[1]))
+                for h, path in enumerate(paths):
+                    path_np = path.cpu().numpy()
+                    for row, i in enumerate(chunk):
+                        Y[h][i] = path_np[row, : batch.lengths[row]]
+    finally:
+        network.train(was_training)
+
+    def backprop(dY: Any) -> Any:
+        raise NotImplementedError(f"{ARCH_NAME} is trained through spacy_mat.architectures.train_step")
+
+    return Y, backprop
+
+
+def train_step(model: Model, X: Sequence[TokenSeq], gold: Sequence[Sequence[np.ndarray]]) -> Dict[str, float]:
+    """Forward and backward pass of the CRF loss on one batch.
+
+    ``gold[head][i]`` holds the gold tag ids of ``X[i]``. Gradients accumulate
+    in the torch parameters until ``model.finish_update(optimizer)``. Returns
+    the batch's loss values (mean negative log-likelihood per sequence).
+    """
+    keep = [i for i, seq in enumerate(X) if len(seq)]
+    if not keep:
+        return {"label": 0.0}
+    network = get_network(model)
+    tables: IndexTables = model.attrs["tables"]
+    device = next(network.parameters()).device
+    batch = tables.featurize([[t.text for t in X[i]] for i in keep])
+    word_ids, char_ids, lengths = tensors(batch, device)
+    mask = length_mask(lengths, word_ids.shape[1])
+    gold_t = [_pad_tags([gold_h[i] for i in keep], word_ids.shape[1], device) for gold_h in gold]
+    network.train()
+    words, chars = network.embed(network.drop_words(word_ids, UNK_ID), char_ids)
+    emissions = network.emissions(words, chars, char_ids, lengths)
+    loss = network.nll(emissions, gold_t, mask).mean()
+    loss.backward()
+    return {"label": float(loss.detach())}
+
+
+def _pad_tags(rows: Sequence[np.ndarray], total: int, device: torch.device) -> torch.Tensor:
+    out = np.zeros((len(rows), total), dtype=np.int64)
+    for b, row in enumerate(rows):
+        out[b, : len(row)] = row
+    return torch.as_tensor(out, device=device)

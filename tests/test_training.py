@@ -1,0 +1,49 @@
+"""`spacy train` end to end on 200-sentence slices of the real corpora."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import Doc, DocBin
+
+REPO = Path(__file__).parents[1]
+
+
+def spacy_train(config: str, data: Path, out: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "spacy", "train", str(REPO / "configs" / config),
+           "--output", str(out), "--paths.train", str(data / "train.spacy"),
+           "--paths.dev", str(data / "dev.spacy"), "--training.max_steps", "8",
+           "--training.eval_frequency", "4", *overrides]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.mark.parametrize("config,slice_name,score_key", [
+    ("ner_baseline.cfg", "ner_slice", "ents_f"),
+    ("chunk_baseline.cfg", "chunk_slice", "spans_chunks_f"),
+])
+def test_spacy_train_few_steps(config, slice_name, score_key, request, tmp_path):
+    data = request.getfixturevalue(slice_name)
+    result = spacy_train(config, data, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    nlp = spacy.load(tmp_path / "model-best")
+    meta = json.loads((tmp_path / "model-best" / "meta.json").read_text())
+    assert score_key in meta["performance"]
+    docs = list(DocBin().from_disk(data / "dev.spacy").get_docs(nlp.vocab))
+    predicted = list(nlp.pipe(doc_copy(nlp, d) for d in docs))
+    assert [len(d) for d in predicted] == [len(d) for d in docs]
+
+
+def doc_copy(nlp, doc):
+    return Doc(nlp.vocab, words=[t.text for t in doc])
+
+
+def test_configs_are_generated_and_valid():
+    check = subprocess.run([sys.executable, "configs/make_configs.py", "--check"], cwd=REPO,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    for cfg in sorted((REPO / "configs").glob("*_*.cfg")):
+        res = subprocess.run([sys.executable, "-m", "spacy", "debug", "config", str(cfg)],
+                             cwd=REPO, capture_output=True, text=True)
+        assert res.returncode == 0, f"{cfg.name}: {res.stdout[-2000:]}"
