@@ -24,6 +24,8 @@ setup(
         ],
         "spacy_readers": ["spacy_mat.SentenceCorpus.v1 = spacy_mat.readers:create_sentence_corpus"],
         "spacy_scorers": ["spacy_mat.tagger_scorer.v1 = spacy_mat.scoring:make_tagger_scorer"],
+        "spacy_callbacks": ["spacy_mat.adversarial_schedule.v1 = spacy_mat.callbacks:adversarial_schedule"],
+        "spacy_loggers": ["spacy_mat.ConsoleLogger.v1 = spacy_mat.loggers:console_logger"],
         "thinc_schedules": ["spacy_mat.exponential_decay.v1 = spacy_mat.callbacks:exponential_decay"],
     },
 )

@@ -31,8 +31,15 @@ TASKS: Dict[str, Dict[str, Any]] = {
         },
     },
 }
+ADV = "components.mat_tagger.model.adversarial"
+# Table 1 of the paper: the rows differ only in the adversarial block.
 ROWS: Dict[str, Dict[str, Any]] = {
-    "baseline": {},
+    "baseline": {f"{ADV}.mode": "none"},
+    "masking_random": {f"{ADV}.mode": "masking", f"{ADV}.replacement": "random"},
+    "masking_similarity": {f"{ADV}.mode": "masking", f"{ADV}.replacement": "similarity"},
+    "at": {f"{ADV}.mode": "at"},
+    "mat_random": {f"{ADV}.mode": "mat", f"{ADV}.replacement": "random"},
+    "mat_similarity": {f"{ADV}.mode": "mat", f"{ADV}.replacement": "similarity"},
 }
 
 

@@ -17,7 +17,9 @@ from spacy.util import registry
 from thinc.api import Model, PyTorchShim, deserialize_attr, serialize_attr
 from thinc.util import get_torch_default_device
 
-from .features import UNK_ID, Batch, IndexTables
+from .adversarial import (AdversarialSettings, perturbation, plan_masking, random_probs,
+                          sample_substitutes, similarity_probs)
+from .features import MASK_ID, PAD_ID, SPECIALS, UNK_ID, Batch, IndexTables
 from .network import CharCNNBiLSTMCRF, length_mask
 from .tags import allowed_transitions
 
@@ -42,6 +44,7 @@ def build_charcnn_bilstm_crf(
     include_static_vectors: bool = False,
     normalize_embeddings: bool = True,
     batch_size: int = 256,
+    adversarial: Optional[Dict[str, Any]] = None,
 ) -> Model[List[TokenSeq], List[List[np.ndarray]]]:
     """CNN-LSTM-CRF sequence labeller (Ma & Hovy 2016).
 
@@ -49,7 +52,10 @@ def build_charcnn_bilstm_crf(
     sequences; with ``include_static_vectors`` its rows start from the
     pipeline's static vectors. ``batch_size`` is the number of sequences per
     forward pass at prediction time (sorted by length to limit padding).
+    ``adversarial`` is the training objective's block (see
+    :class:`spacy_mat.adversarial.AdversarialSettings`; default: plain CRF loss).
     """
+    settings = AdversarialSettings.from_config(adversarial)
     if depth < 1:
         raise ValueError(f"{ARCH_NAME}: depth must be >= 1, got {depth}")
     if not 0.0 <= dropout < 1.0 or not 0.0 <= word_dropout < 1.0:
@@ -81,6 +87,10 @@ def build_charcnn_bilstm_crf(
             "batch_size": batch_size,
             "tables": IndexTables(**table_settings),
             "tag_sets": [],
+            "adversarial": settings.to_dict(),
+            # multiplier of the adversarial weight, driven by
+            # spacy_mat.adversarial_schedule.v1 (1.0 = the paper's setting)
+            "adversarial_scale": 1.0,
         },
     )
     holder.append(model)
@@ -216,28 +226,92 @@ def forward(model: Model, X: List[TokenSeq], is_train: bool) -> Tuple[List[List[
 
 
 def train_step(model: Model, X: Sequence[TokenSeq], gold: Sequence[Sequence[np.ndarray]]) -> Dict[str, float]:
-    """Forward and backward pass of the CRF loss on one batch.
+    """Forward and backward passes of the training objective on one batch.
 
-    ``gold[head][i]`` holds the gold tag ids of ``X[i]``. Gradients accumulate
-    in the torch parameters until ``model.finish_update(optimizer)``. Returns
-    the batch's loss values (mean negative log-likelihood per sequence).
+    ``gold[head][i]`` holds the gold tag ids of ``X[i]``. The clean CRF loss
+    L_label is backpropagated once, which gives both the parameter gradients
+    and the gradients w.r.t. the normalised embeddings; with an adversarial
+    mode, a second pass on perturbed and/or masked inputs adds
+    ``weight * scale * L_adv``. Gradients accumulate in the torch parameters
+    until ``model.finish_update(optimizer)``. Returns the batch's losses
+    (mean negative log-likelihood per sequence): ``label`` and, when the
+    adversarial pass ran, ``adv``.
     """
     keep = [i for i, seq in enumerate(X) if len(seq)]
     if not keep:
         return {"label": 0.0}
     network = get_network(model)
     tables: IndexTables = model.attrs["tables"]
+    settings = AdversarialSettings.from_config(model.attrs["adversarial"])
+    adv_weight = settings.weight * model.attrs["adversarial_scale"]
+    run_adversarial = settings.mode != "none" and adv_weight > 0
+    perturb = run_adversarial and settings.perturbs
+
     device = next(network.parameters()).device
     batch = tables.featurize([[t.text for t in X[i]] for i in keep])
     word_ids, char_ids, lengths = tensors(batch, device)
     mask = length_mask(lengths, word_ids.shape[1])
     gold_t = [_pad_tags([gold_h[i] for i in keep], word_ids.shape[1], device) for gold_h in gold]
     network.train()
-    words, chars = network.embed(network.drop_words(word_ids, UNK_ID), char_ids)
-    emissions = network.emissions(words, chars, char_ids, lengths)
-    loss = network.nll(emissions, gold_t, mask).mean()
-    loss.backward()
-    return {"label": float(loss.detach())}
+    word_ids = network.drop_words(word_ids, UNK_ID)
+    words, chars = network.embed(word_ids, char_ids)
+    if perturb:
+        words.retain_grad()
+        chars.retain_grad()
+    label_loss = network.nll(network.emissions(words, chars, char_ids, lengths), gold_t, mask).mean()
+    label_loss.backward()
+    losses = {"label": float(label_loss.detach())}
+    if not run_adversarial:
+        return losses
+
+    if settings.masks:
+        word_ids, char_ids = mask_inputs(network, tables, word_ids, char_ids, lengths, settings)
+    adv_words, adv_chars = network.embed(word_ids, char_ids)
+    if perturb:
+        adv_words = adv_words + perturbation(words.grad, settings.delta_word)
+        d_chars = perturbation(chars.grad, settings.delta_char)
+        extra = adv_chars.shape[2] - d_chars.shape[2]
+        adv_chars = adv_chars + torch.nn.functional.pad(d_chars, (0, 0, 0, extra))
+    adv_loss = network.nll(network.emissions(adv_words, adv_chars, char_ids, lengths), gold_t, mask).mean()
+    (adv_weight * adv_loss).backward()
+    losses["adv"] = float(adv_loss.detach())
+    return losses
+
+
+def mask_inputs(network: CharCNNBiLSTMCRF, tables: IndexTables, word_ids: torch.Tensor,
+                char_ids: torch.Tensor, lengths: torch.Tensor,
+                settings: AdversarialSettings) -> Tuple[torch.Tensor, torch.Tensor]:
+    """MAT's input corruption: in each selected sentence one token becomes
+    ``<Mask>`` (word id, and a single ``<Mask>`` character) or a sampled
+    substitute word (its id and its own characters)."""
+    plan = plan_masking(lengths, settings.select_rate, settings.mask_rate)
+    if len(plan.rows) == 0:
+        return word_ids, char_ids
+    n_special = len(SPECIALS)
+    replace = ~plan.masked
+    originals = word_ids[plan.rows[replace], plan.positions[replace]]
+    if settings.replacement == "similarity":
+        probs = similarity_probs(network.word_embed.weight, originals, n_special, mu=settings.mu,
+                                 sigma=settings.sigma, softmax_over=settings.softmax_over)
+    else:
+        probs = random_probs(len(tables.words), originals, n_special)
+    substitutes = sample_substitutes(probs)
+    sub_chars = [tables.char_ids(tables.words[i]) for i in substitutes.tolist()]
+    width = max([char_ids.shape[2]] + [len(c) for c in sub_chars])
+
+    word_ids = word_ids.clone()
+    new_chars = char_ids.new_full((*char_ids.shape[:2], width), PAD_ID)
+    new_chars[:, :, : char_ids.shape[2]] = char_ids
+    rows, positions = plan.rows[plan.masked], plan.positions[plan.masked]
+    word_ids[rows, positions] = MASK_ID
+    new_chars[rows, positions] = PAD_ID
+    new_chars[rows, positions, 0] = MASK_ID
+    rows, positions = plan.rows[replace], plan.positions[replace]
+    word_ids[rows, positions] = substitutes
+    for row, pos, chars in zip(rows.tolist(), positions.tolist(), sub_chars):
+        new_chars[row, pos] = PAD_ID
+        new_chars[row, pos, : len(chars)] = torch.as_tensor(chars, device=char_ids.device)
+    return word_ids, new_chars
 
 
 def _pad_tags(rows: Sequence[np.ndarray], total: int, device: torch.device) -> torch.Tensor:

@@ -15,6 +15,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
 from .architectures import train_step
+from .memory import release_freed_memory
 from .scoring import ENTS, parse_target, score_target
 from .tags import bio_tag_names, spans_to_tags, tags_to_spans
 
@@ -41,6 +42,8 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 
 # predictions per doc: (offset of the sequence in the doc, tag ids per head)
 DocPrediction = List[Tuple[int, List[np.ndarray]]]
+# give freed heap memory back to the OS every this many updates (see memory.py)
+TRIM_EVERY = 20
 
 
 @Language.factory(
@@ -75,6 +78,7 @@ class MatTagger(TrainablePipe):
         self.scorer = scorer
         self.kind, self.spans_key = parse_target(target)
         self.cfg: Dict = {"labels": [], "target": target, "use_sents": use_sents}
+        self._n_updates = 0
 
     # -- labels ---------------------------------------------------------------
     @property
@@ -178,10 +182,24 @@ class MatTagger(TrainablePipe):
             else:
                 doc.spans[self.spans_key] = spans
 
+    @property
+    def adv_loss_key(self) -> str:
+        """Key of the adversarial loss in the losses dict (the clean CRF loss is
+        under the component's name)."""
+        return f"{self.name}_adv"
+
+    @property
+    def loss_keys(self) -> List[str]:
+        """The losses this component reports (read by spacy_mat.ConsoleLogger.v1)."""
+        mode = self.model.attrs.get("adversarial", {}).get("mode", "none")
+        return [self.name] if mode == "none" else [self.name, self.adv_loss_key]
+
     def update(self, examples: Iterable[Example], *, drop: float = 0.0,
                sgd: Optional[Optimizer] = None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
-        """One gradient step on the CRF loss. The model's own dropout settings
-        apply; spaCy's ``drop`` argument is not used."""
+        """One gradient step on the training objective (CRF loss, plus the
+        adversarial loss in an adversarial mode, reported under
+        ``{name}_adv``). The model's own dropout settings apply; spaCy's
+        ``drop`` argument is not used."""
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
@@ -191,8 +209,13 @@ class MatTagger(TrainablePipe):
             return losses
         step = train_step(self.model, [s for s, _ in pairs], [[g for _, g in pairs]])
         losses[self.name] += step["label"]
+        if "adv" in step:
+            losses[self.adv_loss_key] = losses.get(self.adv_loss_key, 0.0) + step["adv"]
         if sgd is not None:
             self.finish_update(sgd)
+        self._n_updates += 1
+        if self._n_updates % TRIM_EVERY == 0:
+            release_freed_memory()
         return losses
 
     def get_loss(self, examples, scores):

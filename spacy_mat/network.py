@@ -12,10 +12,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .adversarial import weighted_moments
 from .crf import CRF
 
 Allowed = Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]
-_NORM_EPS = 1e-6
 
 
 class NormalizedEmbedding(nn.Module):
@@ -35,13 +35,7 @@ class NormalizedEmbedding(nn.Module):
 
     def stats(self) -> Tuple[Tensor, Tensor]:
         """Frequency-weighted mean and standard deviation, each ``[width]``."""
-        freq = self.freq
-        total = freq.sum()
-        weights = freq / total if total > 0 else torch.full_like(freq, 1.0 / len(freq))
-        weights = weights.to(self.weight.dtype)
-        mean = weights @ self.weight
-        var = weights @ (self.weight - mean).pow(2)
-        return mean, torch.sqrt(var + _NORM_EPS)
+        return weighted_moments(self.weight, self.freq)
 
     def normalized_table(self) -> Tensor:
         mean, std = self.stats()

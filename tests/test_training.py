@@ -19,14 +19,19 @@ def spacy_train(config: str, data: Path, out: Path, *overrides: str) -> subproce
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
 
 
-@pytest.mark.parametrize("config,slice_name,score_key", [
-    ("ner_baseline.cfg", "ner_slice", "ents_f"),
-    ("chunk_baseline.cfg", "chunk_slice", "spans_chunks_f"),
-])
-def test_spacy_train_few_steps(config, slice_name, score_key, request, tmp_path):
+ROWS = ["baseline", "masking_random", "masking_similarity", "at", "mat_random", "mat_similarity"]
+TASKS = {"ner": ("ner_slice", "ents_f"), "chunk": ("chunk_slice", "spans_chunks_f")}
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("row", ROWS)
+def test_spacy_train_few_steps(task, row, request, tmp_path):
+    slice_name, score_key = TASKS[task]
     data = request.getfixturevalue(slice_name)
-    result = spacy_train(config, data, tmp_path)
+    result = spacy_train(f"{task}_{row}.cfg", data, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    header = next(line for line in result.stdout.splitlines() if line.startswith("E "))
+    assert ("LOSS MAT_TAGGER_ADV" in header) == (row != "baseline")
     nlp = spacy.load(tmp_path / "model-best")
     meta = json.loads((tmp_path / "model-best" / "meta.json").read_text())
     assert score_key in meta["performance"]

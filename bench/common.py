@@ -1,0 +1,48 @@
+"""Helpers shared by the bench scripts: machine info, evaluation, JSON output."""
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+SCORE_KEYS = {"ner": "ents_f", "chunk": "spans_chunks_f"}
+CORPUS = {"ner": REPO / "corpus" / "ner", "chunk": REPO / "corpus" / "chunk"}
+
+
+def machine() -> Dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = "unknown"
+    try:
+        import torch
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        gpu = None
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "gpu": gpu, "commit": commit,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def load_examples(nlp, path: Path) -> List:
+    from spacy_mat.readers import SentenceCorpus
+    return list(SentenceCorpus(path)(nlp))
+
+
+def evaluate(nlp, path: Path, score_key: str) -> Dict[str, Any]:
+    """Scores of a pipeline on a .spacy file, one gold sentence per example."""
+    scores = nlp.evaluate(load_examples(nlp, path), batch_size=1000)
+    prefix = score_key[: -len("_f")]
+    return {k: scores[k] for k in (f"{prefix}_p", f"{prefix}_r", score_key, f"{prefix}_per_type")}
+
+
+def write_json(name: str, payload: Dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf8")
+    return path
