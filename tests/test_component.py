@@ -150,3 +150,24 @@ def test_invalid_settings_raise():
     tagger = spacy.blank("en").add_pipe("mat_tagger")
     with pytest.raises(ValueError, match="not initialized"):
         tagger.predict([Doc(tagger.vocab, words=["a"])])
+
+
+def test_static_vectors_initialise_word_rows():
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    rng = np.random.default_rng(0)
+    vectors = {w: rng.normal(size=16).astype("float32") for w in ("John", "Paris", "Google")}
+    for word, vec in vectors.items():
+        nlp.vocab.set_vector(word, vec)
+    nlp.add_pipe("mat_tagger", config={"model": {**TINY_MODEL, "include_static_vectors": True}})
+    nlp.initialize(lambda: make_examples(nlp))
+    model = nlp.get_pipe("mat_tagger").model
+    tables, weight = model.attrs["tables"], get_network(model).word_embed.weight.detach().numpy()
+    for word, vec in vectors.items():
+        assert np.array_equal(weight[tables.word_id(word)], vec)
+    assert not np.array_equal(weight[tables.word_id("Mary")][:3], np.zeros(3))
+    with pytest.raises(ValueError, match="word_width"):
+        wide = spacy.blank("en")
+        wide.vocab.set_vector("John", np.ones(8, dtype="float32"))
+        wide.add_pipe("mat_tagger", config={"model": {**TINY_MODEL, "include_static_vectors": True}})
+        wide.initialize(lambda: make_examples(wide))
