@@ -15,8 +15,9 @@ setup(
         "thinc>=8.3,<8.4",
         "torch>=2.0",
         "numpy",
+        "matplotlib",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "matplotlib", "seqeval"]},
     entry_points={
         "spacy_factories": ["mat_tagger = spacy_mat.component:make_mat_tagger"],
         "spacy_architectures": [
@@ -24,7 +25,11 @@ setup(
         ],
         "spacy_readers": ["spacy_mat.SentenceCorpus.v1 = spacy_mat.readers:create_sentence_corpus"],
         "spacy_scorers": ["spacy_mat.tagger_scorer.v1 = spacy_mat.scoring:make_tagger_scorer"],
-        "spacy_callbacks": ["spacy_mat.adversarial_schedule.v1 = spacy_mat.callbacks:adversarial_schedule"],
+        "spacy_callbacks": [
+            "spacy_mat.adversarial_schedule.v1 = spacy_mat.callbacks:adversarial_schedule",
+            "spacy_mat.confidence_tracker.v1 = spacy_mat.analysis.confidence:confidence_tracker",
+            "spacy_mat.chain_callbacks.v1 = spacy_mat.analysis.confidence:chain_callbacks",
+        ],
         "spacy_loggers": ["spacy_mat.ConsoleLogger.v1 = spacy_mat.loggers:console_logger"],
         "thinc_schedules": ["spacy_mat.exponential_decay.v1 = spacy_mat.callbacks:exponential_decay"],
     },

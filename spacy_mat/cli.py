@@ -104,7 +104,136 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS = (_add_convert,)
+def _add_score(subparsers: "argparse._SubParsersAction") -> None:
+    parser = subparsers.add_parser(
+        "score",
+        help="conlleval-exact chunk P/R/F1 of a pipeline on data, or of a prediction file",
+        description="score MODEL DATA: run the pipeline's mat_tagger on the gold sentences of "
+        "DATA (.spacy, or CoNLL with --format) and print precision/recall/F1 overall and per "
+        "type exactly as the conlleval script does, plus token accuracy and spaCy's F-score as "
+        "a cross-check. score PREDICTIONS: score a 'word gold pred' file (last two columns: "
+        "gold and predicted tag, blank line between sentences) with no model.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="MODEL DATA | PREDICTIONS",
+                        help="a pipeline directory and a data file, or a prediction file")
+    parser.add_argument("--format", choices=["conll2003", "conll2000"], default=None, dest="fmt",
+                        help="format of DATA/--train when they are CoNLL files, not .spacy")
+    parser.add_argument("--target", default=None,
+                        help="layer to score: ents or spans:KEY (default: the tagger's target)")
+    parser.add_argument("--output-conll", default=None, metavar="PRED.txt",
+                        help="write the predictions as 'word gold pred' lines")
+    parser.add_argument("--train", default=None, metavar="TRAIN",
+                        help="training data (.spacy or CoNLL): also report unseen-word F1")
+    parser.add_argument("--json", default=None, metavar="SCORES.json", help="also write the scores as JSON")
+    parser.add_argument("--batch-size", type=_positive_int, default=256)
+    parser.set_defaults(func=cmd_score)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .analysis.commands import run_score
+
+    return run_score(args)
+
+
+def _add_robustness(subparsers: "argparse._SubParsersAction") -> None:
+    parser = subparsers.add_parser(
+        "robustness",
+        help="F1 on the test set vs with entities replaced by unseen ones / words masked",
+        description="Score the pipeline (conlleval F1) on TEST, on TEST with its entities "
+        "replaced by entities of the same type never annotated in TRAIN, and with one token "
+        "per sentence replaced by an unknown word; print a table of the drops and write JSON.",
+    )
+    parser.add_argument("model", help="pipeline directory")
+    parser.add_argument("test", help="test data (.spacy, or CoNLL with --format)")
+    parser.add_argument("--train", required=True, help="the pipeline's training data")
+    parser.add_argument("--replacements", default=None, metavar="FILE",
+                        help="candidate entities, one per line: TYPE then the words")
+    parser.add_argument("--pool", nargs="+", default=None, metavar="DATA",
+                        help="take candidate entities from these data files (e.g. dev.spacy); "
+                        "default: the test set's other entities")
+    parser.add_argument("--share", type=float, default=1.0,
+                        help="share of the test entities to replace (default 1.0: all)")
+    parser.add_argument("--mask-tokens", nargs="*", default=["non-entity"],
+                        choices=["non-entity", "entity", "any"],
+                        help="masking probes to run: which token of each sentence becomes unknown")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--target", default=None, help="ents or spans:KEY (default: the tagger's)")
+    parser.add_argument("--format", choices=["conll2003", "conll2000"], default=None, dest="fmt",
+                        help="format of the data files when they are CoNLL, not .spacy")
+    parser.add_argument("--name", default=None, help="method name in the JSON (default: MODEL's name)")
+    parser.add_argument("--output", default="robustness.json", help="JSON result file")
+    parser.add_argument("--save-rewritten", default=None, metavar="DIR",
+                        help="save each rewritten test set as DIR/<probe>.spacy")
+    parser.add_argument("--batch-size", type=_positive_int, default=256)
+    parser.set_defaults(func=cmd_robustness)
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from .analysis.commands import run_robustness_cmd
+
+    return run_robustness_cmd(args)
+
+
+def _add_plot_learning(subparsers: "argparse._SubParsersAction") -> None:
+    parser = subparsers.add_parser(
+        "plot-learning", help="learning curves of several runs (spacy_mat.ConsoleLogger.v1 JSONL)",
+        description="Plot the dev score vs step of each run's ConsoleLogger output_file into "
+        "one PNG; the plotted data is written beside it as JSON.",
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN.jsonl")
+    parser.add_argument("--labels", nargs="+", default=None, help="one label per run")
+    parser.add_argument("--output", required=True, metavar="FIG.png")
+    parser.add_argument("--metric", default="score",
+                        help="'score' (the weighted dev score) or a score key such as ents_f")
+    parser.add_argument("--x", default="step", choices=["step", "seconds", "epoch"])
+    parser.set_defaults(func=cmd_plot_learning)
+
+
+def cmd_plot_learning(args: argparse.Namespace) -> int:
+    from .analysis.commands import run_plot_learning
+
+    return run_plot_learning(args)
+
+
+def _add_plot_confidence(subparsers: "argparse._SubParsersAction") -> None:
+    parser = subparsers.add_parser(
+        "plot-confidence", help="confidence curves (spacy_mat.confidence_tracker.v1 JSONL)",
+        description="Plot the probability of a tracked sentence's gold tag sequence vs step "
+        "for several runs into one PNG; the plotted data is written beside it as JSON.",
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN.jsonl")
+    parser.add_argument("--labels", nargs="+", default=None, help="one label per run")
+    parser.add_argument("--output", required=True, metavar="FIG.png")
+    parser.add_argument("--sentence", type=int, default=0, help="index of the tracked sentence")
+    parser.set_defaults(func=cmd_plot_confidence)
+
+
+def cmd_plot_confidence(args: argparse.Namespace) -> int:
+    from .analysis.commands import run_plot_confidence
+
+    return run_plot_confidence(args)
+
+
+def _add_plot_robustness(subparsers: "argparse._SubParsersAction") -> None:
+    parser = subparsers.add_parser(
+        "plot-robustness", help="bar chart of the F1 drop per probe and method",
+        description="Bars of the F1 drop of each robustness probe, one bar per result file "
+        "(method); the plotted data is written beside the PNG as JSON.",
+    )
+    parser.add_argument("results", nargs="+", metavar="ROBUSTNESS.json")
+    parser.add_argument("--labels", nargs="+", default=None, help="one label per result file")
+    parser.add_argument("--output", required=True, metavar="FIG.png")
+    parser.set_defaults(func=cmd_plot_robustness)
+
+
+def cmd_plot_robustness(args: argparse.Namespace) -> int:
+    from .analysis.commands import run_plot_robustness
+
+    return run_plot_robustness(args)
+
+
+SUBCOMMANDS = (_add_convert, _add_score, _add_robustness, _add_plot_learning,
+               _add_plot_confidence, _add_plot_robustness)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
 """`spacy train` end to end on 200-sentence slices of the real corpora."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ def spacy_train(config: str, data: Path, out: Path, *overrides: str) -> subproce
            "--output", str(out), "--paths.train", str(data / "train.spacy"),
            "--paths.dev", str(data / "dev.spacy"), "--training.max_steps", "8",
            "--training.eval_frequency", "4", *overrides]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    # one thread: on 2 cores, torch's default threads oversubscribe badly
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
 
 
 ROWS = ["baseline", "masking_random", "masking_similarity", "at", "mat_random", "mat_similarity"]

@@ -1,0 +1,93 @@
+"""Plot commands on hand-written logs: a non-empty PNG and the plotted data
+as JSON beside it; clear errors for bad input."""
+import json
+
+import pytest
+
+from spacy_mat.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf8")
+    return str(path)
+
+
+def learning_log(path, scale):
+    return write_jsonl(path, [
+        {"epoch": i, "step": 100 * i, "losses": {"mat_tagger": 10.0 / (i + 1)},
+         "scores": {"ents_f": scale * i / 10, "ents_p": 0.5, "ents_r": 0.5},
+         "score": scale * i / 10, "seconds": 3.0 * i} for i in range(6)])
+
+
+def confidence_log(path, rate):
+    return write_jsonl(path, [
+        {"step": 50 * i, "epoch": 0, "sentence": s, "words": ["Radio", "Romania"],
+         "tags": ["B-ORG", "I-ORG"], "prob": min(1.0, rate * i + 0.1 * s), "log_prob": 0.0}
+        for i in range(8) for s in range(2)])
+
+
+def robustness_result(path, original, drops):
+    probes = {"original": {"changed": 0, "scores": {"f": original}, "drop": 0.0}}
+    for name, drop in drops.items():
+        probes[name] = {"changed": 10, "scores": {"f": original - drop}, "drop": drop}
+    path.write_text(json.dumps({"name": path.stem, "probes": probes}), encoding="utf8")
+    return str(path)
+
+
+def check_png(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG and len(data) > 5000
+    return json.loads(path.with_suffix(".json").read_text())
+
+
+def test_plot_learning(tmp_path, capsys):
+    runs = [learning_log(tmp_path / "base.jsonl", 0.8), learning_log(tmp_path / "mat.jsonl", 0.9)]
+    out = tmp_path / "figs" / "curves.png"
+    assert main(["plot-learning", *runs, "--labels", "baseline", "mat", "--output", str(out),
+                 "--metric", "ents_f"]) == 0
+    data = check_png(out)
+    assert [r["label"] for r in data["runs"]] == ["baseline", "mat"]
+    assert data["runs"][1]["x"] == [0, 100, 200, 300, 400, 500]
+    assert data["runs"][1]["y"] == pytest.approx([90 * i / 10 for i in range(6)])
+    assert "curves.json" in capsys.readouterr().out
+
+
+def test_plot_confidence(tmp_path):
+    runs = [confidence_log(tmp_path / "baseline.jsonl", 0.05), confidence_log(tmp_path / "mat.jsonl", 0.1)]
+    out = tmp_path / "fig.png"
+    assert main(["plot-confidence", *runs, "--output", str(out), "--sentence", "1"]) == 0
+    data = check_png(out)
+    assert [r["label"] for r in data["runs"]] == ["baseline", "mat"]  # file names by default
+    assert data["runs"][0]["step"] == [50 * i for i in range(8)]
+    assert data["runs"][0]["prob"] == pytest.approx([0.05 * i + 0.1 for i in range(8)])
+
+
+def test_plot_robustness(tmp_path):
+    drops = {"replace_entities": 0.1, "mask_non-entity": 0.02}
+    results = [robustness_result(tmp_path / "baseline.json", 0.9, drops),
+               robustness_result(tmp_path / "mat.json", 0.91, {k: v / 2 for k, v in drops.items()})]
+    out = tmp_path / "drops.png"
+    assert main(["plot-robustness", *results, "--labels", "baseline", "MAT", "--output", str(out)]) == 0
+    data = check_png(out)
+    assert data["probes"] == ["replace_entities", "mask_non-entity"]
+    assert data["methods"][1]["drops"] == pytest.approx({"replace_entities": 5.0, "mask_non-entity": 1.0})
+
+
+def test_plot_errors(tmp_path, capsys):
+    run = learning_log(tmp_path / "a.jsonl", 1.0)
+    assert main(["plot-learning", run, "--labels", "x", "y", "--output", str(tmp_path / "f.png")]) == 1
+    assert "2 labels for 1 runs" in capsys.readouterr().err
+    assert main(["plot-learning", run, "--output", str(tmp_path / "f.pdf")]) == 1
+    assert "must be a .png" in capsys.readouterr().err
+    assert main(["plot-learning", run, "--metric", "spans_chunks_f", "--output", str(tmp_path / "f.png")]) == 1
+    assert "no field 'scores.spans_chunks_f'" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"step": 0, "score": 0.1}\n{"step": 1,\n', encoding="utf8")
+    assert main(["plot-learning", str(bad), "--output", str(tmp_path / "f.png")]) == 1
+    assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
+    conf = confidence_log(tmp_path / "c.jsonl", 0.1)
+    assert main(["plot-confidence", conf, "--sentence", "5", "--output", str(tmp_path / "f.png")]) == 1
+    assert "no records for sentence 5" in capsys.readouterr().err
+    assert not (tmp_path / "f.png").exists()
