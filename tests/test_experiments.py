@@ -1,0 +1,163 @@
+"""The experiment grid runner: 2 rows × 2 seeds of a few steps on a tiny NER
+slice, the summary's shape, resuming, budget checks, shards and the table."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spacy_mat.experiments import (Run, budget_label, markdown, parse_shard, plan, shard,
+                                   summarize)
+
+REPO = Path(__file__).parents[1]
+DATA = REPO.parent / "shared" / "data"
+ROWS = ["baseline", "mat_similarity"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """corpus/ner/{train,dev,test}.spacy: 200 / 60 / 60 sentences."""
+    from spacy_mat.corpus import convert_conll
+
+    if not DATA.exists():
+        pytest.skip(f"{DATA} not found: the grid test reads the corpora from ../shared/data")
+    out = tmp_path_factory.mktemp("grid") / "corpus"
+    for split, n in (("train", 200), ("dev", 60), ("test", 60)):
+        convert_conll(DATA / "conll2003" / f"{split}.txt", out / "ner", "conll2003", n_sents=n)
+    return out
+
+
+def grid(corpus: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "spacy_mat.experiments", "--rows", *ROWS, "--tasks", "ner",
+           "--seeds", "0", "1", "--data-dir", str(corpus), "--configs-dir", str(REPO / "configs"),
+           "--output", str(corpus.parent / "runs"), "--results", str(corpus.parent / "results"),
+           "--threads", "1", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=corpus.parent)
+
+
+BUDGET = ["--max-epochs", "0", "--max-steps", "4", "--", "--training.eval_frequency", "2"]
+
+
+@pytest.fixture(scope="module")
+def finished(corpus) -> Path:
+    result = grid(corpus, *BUDGET)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "4 runs, 0 already finished (skipped), 4 to train" in result.stdout
+    return corpus.parent
+
+
+def test_grid_writes_runs_and_summary(finished):
+    for row in ROWS:
+        for seed in (0, 1):
+            folder = finished / "runs" / f"ner_{row}" / f"seed{seed}"
+            result = json.loads((folder / "result.json").read_text())
+            assert (result["task"], result["row"], result["seed"]) == ("ner", row, seed)
+            assert result["score_key"] == "ents_f"
+            assert result["budget"] == {"max_epochs": 0, "max_steps": 4, "patience": None}
+            assert result["extra_overrides"] == ["--training.eval_frequency", "2"]
+            assert 0.0 <= result["test"]["ents_f"] <= 1.0 and "ents_per_type" in result["test"]
+            assert (folder / "training" / "model-best").exists() and (folder / "train.log").exists()
+            assert "--system.seed " + str(seed) in (folder / "train.log").read_text()
+    summary = json.loads((finished / "results" / "summary.json").read_text())
+    assert summary["n_runs"] == 4 and summary["missing"] == []
+    assert [row["row"] for row in summary["rows"]] == ROWS
+    assert [row["method"] for row in summary["rows"]] == ["Baseline", "MAT (similarity)"]
+    for row in summary["rows"]:
+        assert row["chunk"] is None
+        ner = row["ner"]
+        assert ner["n_seeds"] == 2 and ner["seeds"] == [0, 1] and len(ner["test_f"]) == 2
+        assert ner["test_f_mean"] == pytest.approx(sum(ner["test_f"]) / 2)
+        assert ner["test_f_std"] is not None and ner["test_f_std"] >= 0
+        assert ner["budgets"] == ["≤ 4 steps"]
+    table = (finished / "results" / "summary.md").read_text()
+    assert table.splitlines()[0] == ("| Method | NER test F1 | Chunking test F1 | "
+                                     "Seeds (NER / chunking) | Budget |")
+    assert "| Baseline | " in table and "| MAT (similarity) | " in table
+    assert " | – | 2 / 0 | ≤ 4 steps |" in table
+
+
+def test_rerun_skips_finished_runs(finished, corpus):
+    results = sorted((finished / "runs").glob("*/seed*/result.json"))
+    before = {path: path.stat().st_mtime_ns for path in results}
+    rerun = grid(corpus, *BUDGET)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "4 runs, 4 already finished (skipped), 0 to train" in rerun.stdout
+    assert {path: path.stat().st_mtime_ns for path in results} == before
+    listed = grid(corpus, "--list", "--shard", "2/2")
+    assert listed.stdout.split() == ["done", "ner_mat_similarity/seed0",
+                                     "done", "ner_mat_similarity/seed1"]
+
+
+def test_other_budget_is_refused(finished, corpus):
+    result = grid(corpus, "--max-steps", "5")
+    assert result.returncode == 2
+    assert "finished with budget ≤ 4 steps, not ≤ 5 steps" in result.stderr
+    result = grid(corpus, "--max-epochs", "0", "--max-steps", "4")
+    assert result.returncode == 2
+    assert "finished with the overrides ['--training.eval_frequency', '2'], not []" in result.stderr
+
+
+def test_summary_only_tabulates_without_training(finished, corpus):
+    result = grid(corpus, "--summary-only", "--seeds", "0", "1", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((finished / "results" / "summary.json").read_text())
+    assert summary["missing"] == ["ner_baseline/seed2", "ner_mat_similarity/seed2"]
+    assert "Missing runs (2)" in (finished / "results" / "summary.md").read_text()
+
+
+def test_missing_corpus_is_an_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "spacy_mat.experiments", "--data-dir",
+                             str(tmp_path / "nowhere"), "--configs-dir", str(REPO / "configs"),
+                             "--output", str(tmp_path / "runs"), "--results", str(tmp_path / "r")],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"corpus file not found: {tmp_path / 'nowhere' / 'ner' / 'train.spacy'}" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_shards_partition_the_grid():
+    runs = plan(["ner", "chunk"], ["baseline", "at", "mat_similarity"], [0, 1, 2, 3, 4])
+    assert len(runs) == 30 and len(set(runs)) == 30
+    parts = [shard(runs, i, 4) for i in range(1, 5)]
+    assert sorted(r for part in parts for r in part) == sorted(runs)
+    assert all(not set(a) & set(b) for i, a in enumerate(parts) for b in parts[i + 1:])
+    assert {len(p) for p in parts} == {7, 8}
+    assert parse_shard("2/4") == (2, 4)
+    for bad in ("0/4", "5/4", "2", "a/b"):
+        with pytest.raises(Exception):
+            parse_shard(bad)
+
+
+def fake(task, row, seed, f, dev=0.5):
+    key = "ents_f" if task == "ner" else "spans_chunks_f"
+    return {"task": task, "row": row, "seed": seed, "score_key": key, "test": {key: f},
+            "dev": {key: dev}, "budget": {"max_epochs": 20, "max_steps": None, "patience": None},
+            "train_seconds": 10.0}
+
+
+def test_summary_mean_std_and_table():
+    results = [fake("ner", "mat_similarity", 0, 0.92), fake("ner", "mat_similarity", 1, 0.90),
+               fake("chunk", "mat_similarity", 0, 0.95), fake("ner", "baseline", 0, 0.91),
+               fake("chunk", "my_row", 0, 0.5)]
+    expected = plan(["ner", "chunk"], ["baseline", "mat_similarity"], [0, 1])
+    summary = summarize(results, expected=expected)
+    assert [r["row"] for r in summary["rows"]] == ["baseline", "mat_similarity", "my_row"]
+    mat = summary["rows"][1]
+    assert mat["ner"]["test_f_mean"] == pytest.approx(0.91)
+    assert mat["ner"]["test_f_std"] == pytest.approx(0.0141421, abs=1e-6)  # sample std
+    assert mat["chunk"]["n_seeds"] == 1 and mat["chunk"]["test_f_std"] is None
+    assert sorted(summary["missing"]) == sorted(["ner_baseline/seed1", "chunk_baseline/seed0",
+                                                 "chunk_baseline/seed1", "chunk_mat_similarity/seed1"])
+    lines = markdown(summary).splitlines()
+    assert lines[2] == "| Baseline | 91.00 ± – | – | 1 / 0 | 20 epochs |"
+    assert lines[3] == "| MAT (similarity) | 91.00 ± 1.41 | 95.00 ± – | 2 / 1 | 20 epochs |"
+    assert lines[4] == "| my_row | – | 50.00 ± – | 0 / 1 | 20 epochs |"
+
+
+def test_budget_labels():
+    assert budget_label({"max_epochs": None, "max_steps": None, "patience": None}) == \
+        "config (≤ 20000 steps, early stopping)"
+    assert budget_label({"max_epochs": 20, "max_steps": 3000, "patience": 0}) == \
+        "20 epochs, ≤ 3000 steps, no early stop"
+    assert Run("ner", "at", 3).name == "ner_at/seed3"
