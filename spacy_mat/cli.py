@@ -7,7 +7,7 @@ that ``--help`` stays fast.
 """
 import argparse
 import sys
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     from .corpus import ConversionReport, Counts
@@ -174,62 +174,52 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return run_robustness_cmd(args)
 
 
-def _add_plot_learning(subparsers: "argparse._SubParsersAction") -> None:
-    parser = subparsers.add_parser(
-        "plot-learning", help="learning curves of several runs (spacy_mat.ConsoleLogger.v1 JSONL)",
-        description="Plot the dev score vs step of each run's ConsoleLogger output_file into "
-        "one PNG; the plotted data is written beside it as JSON.",
-    )
-    parser.add_argument("runs", nargs="+", metavar="RUN.jsonl")
-    parser.add_argument("--labels", nargs="+", default=None, help="one label per run")
+def _analysis_command(name: str) -> Callable[[argparse.Namespace], int]:
+    """A subcommand function that imports ``analysis.commands.<name>`` only when run."""
+
+    def run(args: argparse.Namespace) -> int:
+        from .analysis import commands
+
+        return getattr(commands, name)(args)
+
+    return run
+
+
+def _add_plot(subparsers: "argparse._SubParsersAction", name: str, help: str, description: str,
+              inputs: str, runner: str) -> argparse.ArgumentParser:
+    """A plot subcommand: input files, one label per input, an output PNG."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    parser.add_argument("inputs", nargs="+", metavar=inputs)
+    parser.add_argument("--labels", nargs="+", default=None, help="one label per input file")
     parser.add_argument("--output", required=True, metavar="FIG.png")
+    parser.set_defaults(func=_analysis_command(runner))
+    return parser
+
+
+def _add_plot_learning(subparsers: "argparse._SubParsersAction") -> None:
+    parser = _add_plot(
+        subparsers, "plot-learning", "learning curves of several runs (spacy_mat.ConsoleLogger.v1 JSONL)",
+        "Plot the dev score vs step of each run's ConsoleLogger output_file into one PNG; the "
+        "plotted data is written beside it as JSON.", "RUN.jsonl", "run_plot_learning")
     parser.add_argument("--metric", default="score",
                         help="'score' (the weighted dev score) or a score key such as ents_f")
     parser.add_argument("--x", default="step", choices=["step", "seconds", "epoch"])
-    parser.set_defaults(func=cmd_plot_learning)
-
-
-def cmd_plot_learning(args: argparse.Namespace) -> int:
-    from .analysis.commands import run_plot_learning
-
-    return run_plot_learning(args)
 
 
 def _add_plot_confidence(subparsers: "argparse._SubParsersAction") -> None:
-    parser = subparsers.add_parser(
-        "plot-confidence", help="confidence curves (spacy_mat.confidence_tracker.v1 JSONL)",
-        description="Plot the probability of a tracked sentence's gold tag sequence vs step "
-        "for several runs into one PNG; the plotted data is written beside it as JSON.",
-    )
-    parser.add_argument("runs", nargs="+", metavar="RUN.jsonl")
-    parser.add_argument("--labels", nargs="+", default=None, help="one label per run")
-    parser.add_argument("--output", required=True, metavar="FIG.png")
+    parser = _add_plot(
+        subparsers, "plot-confidence", "confidence curves (spacy_mat.confidence_tracker.v1 JSONL)",
+        "Plot the probability of a tracked sentence's gold tag sequence vs step for several runs "
+        "into one PNG; the plotted data is written beside it as JSON.", "RUN.jsonl",
+        "run_plot_confidence")
     parser.add_argument("--sentence", type=int, default=0, help="index of the tracked sentence")
-    parser.set_defaults(func=cmd_plot_confidence)
-
-
-def cmd_plot_confidence(args: argparse.Namespace) -> int:
-    from .analysis.commands import run_plot_confidence
-
-    return run_plot_confidence(args)
 
 
 def _add_plot_robustness(subparsers: "argparse._SubParsersAction") -> None:
-    parser = subparsers.add_parser(
-        "plot-robustness", help="bar chart of the F1 drop per probe and method",
-        description="Bars of the F1 drop of each robustness probe, one bar per result file "
-        "(method); the plotted data is written beside the PNG as JSON.",
-    )
-    parser.add_argument("results", nargs="+", metavar="ROBUSTNESS.json")
-    parser.add_argument("--labels", nargs="+", default=None, help="one label per result file")
-    parser.add_argument("--output", required=True, metavar="FIG.png")
-    parser.set_defaults(func=cmd_plot_robustness)
-
-
-def cmd_plot_robustness(args: argparse.Namespace) -> int:
-    from .analysis.commands import run_plot_robustness
-
-    return run_plot_robustness(args)
+    _add_plot(
+        subparsers, "plot-robustness", "bar chart of the F1 drop per probe and method",
+        "Bars of the F1 drop of each robustness probe, one bar per result file (method); the "
+        "plotted data is written beside the PNG as JSON.", "ROBUSTNESS.json", "run_plot_robustness")
 
 
 SUBCOMMANDS = (_add_convert, _add_score, _add_robustness, _add_plot_learning,

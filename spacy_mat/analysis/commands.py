@@ -150,7 +150,7 @@ def run_robustness_cmd(args: argparse.Namespace) -> int:
 def run_plot_learning(args: argparse.Namespace) -> int:
     from .plots import plot_learning
 
-    out = plot_learning(args.runs, args.output, args.labels, metric=args.metric, x=args.x)
+    out = plot_learning(args.inputs, args.output, args.labels, metric=args.metric, x=args.x)
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 
@@ -159,7 +159,7 @@ def run_plot_learning(args: argparse.Namespace) -> int:
 def run_plot_confidence(args: argparse.Namespace) -> int:
     from .plots import plot_confidence
 
-    out = plot_confidence(args.runs, args.output, args.labels, sentence=args.sentence)
+    out = plot_confidence(args.inputs, args.output, args.labels, sentence=args.sentence)
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 
@@ -168,6 +168,6 @@ def run_plot_confidence(args: argparse.Namespace) -> int:
 def run_plot_robustness(args: argparse.Namespace) -> int:
     from .plots import plot_robustness
 
-    out = plot_robustness(args.results, args.output, args.labels)
+    out = plot_robustness(args.inputs, args.output, args.labels)
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
