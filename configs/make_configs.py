@@ -25,9 +25,11 @@ TASKS: Dict[str, Dict[str, Any]] = {
         "training.eval_frequency": 124,
         "training.patience": 2480,
         "training.optimizer.learn_rate.decay_steps": 124,
+        # null the component's default ents_* weights, which spaCy would merge in
         "training.score_weights": {
             "spans_chunks_f": 1.0, "spans_chunks_p": 0.0, "spans_chunks_r": 0.0,
             "spans_chunks_per_type": None,
+            "ents_f": None, "ents_p": None, "ents_r": None, "ents_per_type": None,
         },
     },
 }

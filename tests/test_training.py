@@ -35,6 +35,7 @@ def test_spacy_train_few_steps(task, row, request, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     header = next(line for line in result.stdout.splitlines() if line.startswith("E "))
     assert ("LOSS MAT_TAGGER_ADV" in header) == (row != "baseline")
+    assert ("ENTS_F" in header) == (task == "ner")  # chunking is scored on spans_chunks_f only
     nlp = spacy.load(tmp_path / "model-best")
     meta = json.loads((tmp_path / "model-best" / "meta.json").read_text())
     assert score_key in meta["performance"]
