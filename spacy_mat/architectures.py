@@ -7,7 +7,8 @@ Training goes through :func:`train_step`, which runs the torch loss and
 backward pass; ``model.finish_update(sgd)`` then applies thinc's optimizer.
 """
 import io
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import srsly
@@ -193,31 +194,44 @@ def tensors(batch: Batch, device: torch.device) -> Tuple[torch.Tensor, torch.Ten
     return tuple(torch.as_tensor(a, device=device) for a in batch)  # type: ignore[return-value]
 
 
-def forward(model: Model, X: List[TokenSeq], is_train: bool) -> Tuple[List[List[np.ndarray]], Callable]:
-    """Best tag ids per head and sequence: ``Y[head][i]`` has ``len(X[i])`` ids."""
-    network = get_network(model)
-    tables: IndexTables = model.attrs["tables"]
-    n_heads = len(network.crfs)
-    Y: List[List[np.ndarray]] = [[np.zeros(0, dtype=np.int64)] * len(X) for _ in range(n_heads)]
-    order = [i for i in sorted(range(len(X)), key=lambda i: len(X[i])) if len(X[i])]
-    device = next(network.parameters()).device
+@contextmanager
+def _eval_mode(network: torch.nn.Module) -> Iterator[None]:
     was_training = network.training
     network.eval()
     try:
         with torch.no_grad():
-            for start in range(0, len(order), model.attrs["batch_size"]):
-                chunk = order[start: start + model.attrs["batch_size"]]
-                batch = tables.featurize([[t.text for t in X[i]] for i in chunk])
-                word_ids, char_ids, lengths = tensors(batch, device)
-                words, chars = network.embed(word_ids, char_ids)
-                emissions = network.emissions(words, chars, char_ids, lengths)
-                paths = network.decode(emissions, length_mask(lengths, word_ids.shape[1]))
-                for h, path in enumerate(paths):
-                    path_np = path.cpu().numpy()
-                    for row, i in enumerate(chunk):
-                        Y[h][i] = path_np[row, : batch.lengths[row]]
+            yield
     finally:
         network.train(was_training)
+
+
+def predict_emissions(model: Model, sequences: Sequence[Sequence[str]]) -> Tuple[List[torch.Tensor], torch.Tensor]:
+    """Per-head emission scores ``[B, L, T]`` and the ``[B, L]`` padding mask
+    of non-empty token-string sequences, in eval mode without gradients."""
+    network = get_network(model)
+    device = next(network.parameters()).device
+    word_ids, char_ids, lengths = tensors(model.attrs["tables"].featurize(sequences), device)
+    with _eval_mode(network):
+        words, chars = network.embed(word_ids, char_ids)
+        emissions = network.emissions(words, chars, char_ids, lengths)
+    return emissions, length_mask(lengths, word_ids.shape[1])
+
+
+def forward(model: Model, X: List[TokenSeq], is_train: bool) -> Tuple[List[List[np.ndarray]], Callable]:
+    """Best tag ids per head and sequence: ``Y[head][i]`` has ``len(X[i])`` ids."""
+    network = get_network(model)
+    Y: List[List[np.ndarray]] = [[np.zeros(0, dtype=np.int64)] * len(X) for _ in network.crfs]
+    order = [i for i in sorted(range(len(X)), key=lambda i: len(X[i])) if len(X[i])]
+    batch_size = model.attrs["batch_size"]
+    for start in range(0, len(order), batch_size):
+        chunk = order[start: start + batch_size]
+        emissions, mask = predict_emissions(model, [[t.text for t in X[i]] for i in chunk])
+        with torch.no_grad():
+            paths = network.decode(emissions, mask)
+        for h, path in enumerate(paths):
+            path_np = path.cpu().numpy()
+            for row, i in enumerate(chunk):
+                Y[h][i] = path_np[row, : len(X[i])]
 
     def backprop(dY: Any) -> Any:
         raise NotImplementedError(f"{ARCH_NAME} is trained through spacy_mat.architectures.train_step")

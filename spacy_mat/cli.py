@@ -126,13 +126,7 @@ def _add_score(subparsers: "argparse._SubParsersAction") -> None:
                         help="training data (.spacy or CoNLL): also report unseen-word F1")
     parser.add_argument("--json", default=None, metavar="SCORES.json", help="also write the scores as JSON")
     parser.add_argument("--batch-size", type=_positive_int, default=256)
-    parser.set_defaults(func=cmd_score)
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    from .analysis.commands import run_score
-
-    return run_score(args)
+    parser.set_defaults(func=_analysis_command("run_score"))
 
 
 def _add_robustness(subparsers: "argparse._SubParsersAction") -> None:
@@ -165,13 +159,7 @@ def _add_robustness(subparsers: "argparse._SubParsersAction") -> None:
     parser.add_argument("--save-rewritten", default=None, metavar="DIR",
                         help="save each rewritten test set as DIR/<probe>.spacy")
     parser.add_argument("--batch-size", type=_positive_int, default=256)
-    parser.set_defaults(func=cmd_robustness)
-
-
-def cmd_robustness(args: argparse.Namespace) -> int:
-    from .analysis.commands import run_robustness_cmd
-
-    return run_robustness_cmd(args)
+    parser.set_defaults(func=_analysis_command("run_robustness_cmd"))
 
 
 def _analysis_command(name: str) -> Callable[[argparse.Namespace], int]:

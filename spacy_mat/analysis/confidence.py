@@ -41,8 +41,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 from spacy.util import registry
 
-from ..architectures import get_network, tensors
-from ..network import length_mask
+from ..architectures import get_network, predict_emissions
 from ..tags import TagError, iob1_to_iob2
 
 Callback = Callable[[Any, Dict[str, Any]], None]
@@ -91,23 +90,12 @@ def sentence_confidence(pipe: Any, words: Sequence[str], tags: Sequence[str]) ->
     if unknown:
         raise ValueError(f"confidence_tracker: tags {unknown} are not in the model's tag set "
                          f"{names}; set `sentences` for this model's labels")
-    model = pipe.model
-    network = get_network(model)
-    device = next(network.parameters()).device
-    word_ids, char_ids, lengths = tensors(model.attrs["tables"].featurize([list(words)]), device)
-    mask = length_mask(lengths, word_ids.shape[1])
-    gold = torch.tensor([[index[t] for t in tags]], dtype=torch.long, device=device)
-    was_training = network.training
-    network.eval()
-    try:
-        with torch.no_grad():
-            word_vecs, char_vecs = network.embed(word_ids, char_ids)
-            emissions = network.emissions(word_vecs, char_vecs, char_ids, lengths)[0]
-            crf = network.crfs[0]
-            log_prob = float(crf.sequence_log_prob(emissions, gold, mask)[0])
-            marginals = crf.marginals(emissions, mask)[0].cpu()
-    finally:
-        network.train(was_training)
+    emissions, mask = predict_emissions(pipe.model, [list(words)])
+    crf = get_network(pipe.model).crfs[0]
+    gold = torch.tensor([[index[t] for t in tags]], dtype=torch.long, device=mask.device)
+    with torch.no_grad():
+        log_prob = float(crf.sequence_log_prob(emissions[0], gold, mask)[0])
+        marginals = crf.marginals(emissions[0], mask)[0].cpu()
     gold_ids = [index[t] for t in tags]
     return {
         "log_prob": log_prob,
