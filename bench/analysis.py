@@ -64,8 +64,7 @@ def main() -> int:
     (RESULTS / "analysis.md").write_text(table + "\n", encoding="utf8")
     run(["plot-robustness", *[str(p) for _, p in rob_files], "--labels", *[n for n, _ in rob_files],
          "--output", str(RESULTS / "robustness_drop.png")])
-    path = write_json("analysis", {"seed": args.seed, "rows": rows, "machine": machine()})
-    print(f"-> {path}")
+    write_json("analysis", {"seed": args.seed, "rows": rows, "machine": machine()})
     return 0
 
 

@@ -41,8 +41,15 @@ def evaluate(nlp, path: Path, score_key: str) -> Dict[str, Any]:
     return {k: scores[k] for k in (f"{prefix}_p", f"{prefix}_r", score_key, f"{prefix}_per_type")}
 
 
-def write_json(name: str, payload: Dict[str, Any]) -> Path:
+def write_json(name: str, payload: Dict[str, Any], quick: bool = False) -> Path:
+    """Write bench/results/NAME.json (NAME_quick.json for --quick runs, which
+    git ignores) and say where."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf8")
+    print(f"-> {path}")
     return path
+
+
+def device_name(gpu_id: int) -> str:
+    return f"gpu {gpu_id}" if gpu_id >= 0 else "cpu"

@@ -95,9 +95,8 @@ def main() -> int:
         print(f"{r['n_tags']:>4} {m['nll_ours'] * 1e3:12.2f} {m['nll_pytorch_crf'] * 1e3:13.2f} "
               f"{s['nll']:5.1f} {s['nll_fwd_bwd']:9.1f} {m['viterbi_ours'] * 1e3:16.2f} "
               f"{m['viterbi_pytorch_crf'] * 1e3:17.2f} {s['viterbi']:6.1f}")
-    path = write_json("crf_quick" if args.quick else "crf",
-                      {"threads": args.threads, "repeats": repeats, "rows": rows, "machine": machine()})
-    print(f"-> {path}")
+    write_json("crf", {"threads": args.threads, "repeats": repeats, "rows": rows,
+                       "machine": machine()}, quick=args.quick)
     return 0
 
 

@@ -12,13 +12,14 @@ model. Writes bench/results/inference.json (inference_quick.json with --quick).
 """
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import CORPUS, machine, write_json
+from common import CORPUS, device_name, machine, write_json
 
 
 def worker(model: str, batch_sizes, repeats: int, limit: int, gpu_id: int) -> dict:
@@ -73,7 +74,7 @@ def main() -> int:
         cmd = [sys.executable, __file__, "x", "--worker", path, "--threads", str(args.threads),
                "--repeats", str(repeats), "--gpu-id", str(args.gpu_id),
                "--batch-sizes", *map(str, args.batch_sizes)] + (["--quick"] if args.quick else [])
-        env = {**__import__("os").environ, "OMP_NUM_THREADS": str(args.threads)}
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parent)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
@@ -89,10 +90,8 @@ def main() -> int:
             cells.append(f"{wps:>7.0f} {ratio:3.1f}x")
         print(f"{name:24} " + " ".join(f"{c:>12}" for c in cells) + f" {r['peak_rss_mb']:>9.0f}")
     payload = {"threads": args.threads, "batch_sizes": args.batch_sizes, "repeats": repeats,
-               "device": f"gpu {args.gpu_id}" if args.gpu_id >= 0 else "cpu",
-               "results": results, "machine": machine()}
-    path = write_json("inference_quick" if args.quick else "inference", payload)
-    print(f"-> {path}")
+               "device": device_name(args.gpu_id), "results": results, "machine": machine()}
+    write_json("inference", payload, quick=args.quick)
     return 0
 
 

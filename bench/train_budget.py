@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from common import CORPUS, REPO, SCORE_KEYS, evaluate, machine, write_json
+from common import CORPUS, REPO, SCORE_KEYS, evaluate, load_examples, machine, write_json
 
 
 def main() -> int:
@@ -51,7 +51,7 @@ def main() -> int:
 
     import spacy
     nlp = spacy.load(out / "model-best")
-    n_train = sum(1 for _ in __import__("common").load_examples(nlp, corpus / "train.spacy"))
+    n_train = len(load_examples(nlp, corpus / "train.spacy"))
     key = SCORE_KEYS[args.task]
     result = {
         "name": args.name, "config": args.config, "task": args.task, "seed": args.seed,
@@ -62,9 +62,9 @@ def main() -> int:
         "test": evaluate(nlp, corpus / "test.spacy", key),
         "machine": machine(),
     }
-    path = write_json(f"train_{args.name}", result)
+    write_json(f"train_{args.name}", result)
     print(f"{args.name}: dev {key} {result['dev'][key]:.4f}  test {key} {result['test'][key]:.4f}  "
-          f"wall {wall / 60:.1f} min  ({result['train_sentences_per_s']} sent/s)  -> {path}")
+          f"wall {wall / 60:.1f} min  ({result['train_sentences_per_s']} sent/s)")
     return 0
 
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, machine, write_json
+from common import REPO, device_name, machine, write_json
 
 MODES = {"baseline": "ner_baseline", "at": "ner_at", "mat_similarity": "ner_mat_similarity",
          "mat_random": "ner_mat_random"}
@@ -75,10 +75,8 @@ def main() -> int:
     for mode, row in rows.items():
         print(f"{mode:16} {row['median_s']:14.4f} {row['ratio_to_baseline']:11.3f}")
     result = {"batch_sentences": 64, "threads": torch.get_num_threads(), "quick": args.quick,
-              "device": f"gpu {args.gpu_id}" if args.gpu_id >= 0 else "cpu",
-              "modes": rows, "machine": machine()}
-    path = write_json("train_step_quick" if args.quick else "train_step", result)
-    print(f"-> {path}")
+              "device": device_name(args.gpu_id), "modes": rows, "machine": machine()}
+    write_json("train_step", result, quick=args.quick)
     return 0
 
 
