@@ -25,6 +25,10 @@ TASKS: Dict[str, Dict[str, Any]] = {
         "training.eval_frequency": 124,
         "training.patience": 2480,
         "training.optimizer.learn_rate.decay_steps": 124,
+        # the watched sentence of the confidence curve: the start of the shared task's example
+        "training.before_update.sentences": [{
+            "words": ["He", "reckons", "the", "current", "account", "deficit", "will", "narrow"],
+            "tags": ["B-NP", "B-VP", "B-NP", "I-NP", "I-NP", "I-NP", "B-VP", "I-VP"]}],
         # null the component's default ents_* weights, which spaCy would merge in
         "training.score_weights": {
             "spans_chunks_f": 1.0, "spans_chunks_p": 0.0, "spans_chunks_r": 0.0,

@@ -107,6 +107,26 @@ def budget_overrides(budget: Dict[str, Optional[int]]) -> List[str]:
     return out
 
 
+TRAINING_LOG = "training_log.jsonl"
+CONFIDENCE_LOG = "confidence.jsonl"
+
+
+def log_overrides(config_path: Path, folder: Path) -> List[str]:
+    """``spacy train`` overrides that make a run write its learning curve
+    (``spacy_mat.ConsoleLogger.v1``'s ``output_file``) and its confidence
+    curve (``spacy_mat.confidence_tracker.v1``'s) into its folder, when the
+    config uses those blocks."""
+    from thinc.api import Config
+
+    training = Config().from_disk(config_path, interpolate=False)["training"]
+    out: List[str] = []
+    if training.get("logger", {}).get("@loggers") == "spacy_mat.ConsoleLogger.v1":
+        out += ["--training.logger.output_file", str(folder / TRAINING_LOG)]
+    if training.get("before_update", {}).get("@callbacks") == "spacy_mat.confidence_tracker.v1":
+        out += ["--training.before_update.output_file", str(folder / CONFIDENCE_LOG)]
+    return out
+
+
 def budget_label(budget: Dict[str, Optional[int]]) -> str:
     """A short human description: "20 epochs", "20 epochs, ≤ 3000 steps", ..."""
     parts = []
@@ -194,7 +214,8 @@ def run_one(run: Run, settings: Settings) -> Dict[str, Any]:
                  "--paths.train", str(corpus / "train.spacy"),
                  "--paths.dev", str(corpus / "dev.spacy"),
                  "--system.seed", str(run.seed), "--gpu-id", str(settings.gpu_id),
-                 *budget_overrides(settings.budget), *settings.extra]
+                 *budget_overrides(settings.budget),
+                 *log_overrides(run.config(settings.configs_dir), folder), *settings.extra]
     code, train_s = _call(train_cmd, folder / "train.log", env)
     model = folder / "training" / "model-best"
     if code != 0 or not model.exists():

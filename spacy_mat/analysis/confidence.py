@@ -108,7 +108,7 @@ def sentence_confidence(pipe: Any, words: Sequence[str], tags: Sequence[str]) ->
 
 @registry.callbacks("spacy_mat.confidence_tracker.v1")
 def confidence_tracker(every_n_steps: int = 100,
-                       output_file: Union[str, Path] = "confidence.jsonl",
+                       output_file: Optional[Union[str, Path]] = "confidence.jsonl",
                        sentences: Optional[List[Dict[str, List[str]]]] = None,
                        chain: Optional[Callback] = None,
                        component: Optional[str] = None) -> Callback:
@@ -120,18 +120,21 @@ def confidence_tracker(every_n_steps: int = 100,
     ``{"words": [...], "tags": [...]}`` (IOB1 or IOB2); the default is "Radio
     Romania news headlines :" with Radio Romania as ORG. ``chain`` is another
     before_update callback, called first (e.g. the adversarial schedule);
-    ``component`` names the tagger (default: the first mat_tagger)."""
+    ``component`` names the tagger (default: the first mat_tagger).
+    ``output_file = null`` switches tracking off (only ``chain`` is called):
+    the generated configs ship it off, and ``spacy project run train`` and the
+    experiment grid switch it on with ``--training.before_update.output_file``."""
     if every_n_steps < 1:
         raise ValueError(f"confidence_tracker: every_n_steps must be >= 1, got {every_n_steps}")
     checked = _check_sentences(DEFAULT_SENTENCES if sentences is None else sentences)
-    path = Path(output_file)
+    path = None if output_file is None or str(output_file) == "" else Path(output_file)
     state = {"started": False}
 
     def before_update(nlp: Any, args: Dict[str, Any]) -> None:
         if chain is not None:
             chain(nlp, args)
         step = int(args["step"])
-        if step % every_n_steps:
+        if path is None or step % every_n_steps:
             return
         pipe = tracked_pipe(nlp, component)
         records = []
