@@ -309,3 +309,42 @@ def test_large_smoke_case(dtype: torch.dtype) -> None:
     marg = model.marginals(emissions, mask)
     torch.testing.assert_close(marg.sum(-1), mask.to(dtype), atol=1e-4, rtol=0)
     assert torch.isfinite(model.nll(emissions, tags, mask)).all()
+
+
+def _scores(n_tags: int, seed: int, constrained: bool):
+    gen = torch.Generator().manual_seed(seed)
+    transitions = torch.randn(n_tags, n_tags, generator=gen) * 3
+    start, end = torch.randn(n_tags, generator=gen), torch.randn(n_tags, generator=gen)
+    if constrained:
+        tags = bio_tag_names(["LOC", "PER", "ORG"])[:n_tags]
+        transitions, start, end = crf.constrain(transitions, start, end,
+                                                *allowed_transitions(tags))
+    return gen, transitions, start, end
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_matmul_forward_equals_logsumexp_forward(constrained: bool) -> None:
+    gen, transitions, start, end = _scores(7, 3, constrained)
+    emissions = (torch.randn(16, 12, 7, generator=gen) * 5).double()
+    mask = torch.arange(12)[None, :] < torch.randint(0, 13, (16,), generator=gen)[:, None]
+    fast = crf._forward_matmul(emissions, mask, transitions.double(), start.double())
+    exact = crf._forward_logsumexp(emissions, mask, transitions.double(), start.double())
+    for a, b in zip(fast, exact):
+        assert torch.allclose(a, b, atol=1e-9, rtol=1e-9)
+
+
+def test_underflow_falls_back_to_exact_recursion() -> None:
+    """Emission gaps of hundreds of nats underflow the probability-space
+    product; the log-partition and its gradient must stay exact and finite."""
+    _, transitions, start, end = _scores(7, 4, True)
+    emissions = torch.zeros(2, 6, 7)
+    emissions[:, :, 0] = 400.0  # "O" everywhere by 400 nats: I-X states underflow
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    fast = crf._forward_matmul(emissions, mask, transitions, start)
+    assert not all(bool(a.isfinite().all()) for a in fast)  # the case really underflows
+    emissions.requires_grad_(True)
+    log_z = crf.log_partition(emissions, mask, transitions, start, end)
+    exact = crf._log_partition(crf._forward_logsumexp(emissions, mask, transitions, start), mask, end)
+    assert torch.allclose(log_z, exact)
+    log_z.sum().backward()
+    assert bool(emissions.grad.isfinite().all())
