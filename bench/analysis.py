@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from common import CORPUS, RESULTS, machine, write_json
 
@@ -33,8 +34,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="NAME=MODEL_DIR")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--corpus", type=Path, default=CORPUS["ner"],
+                        help="folder with train.spacy, dev.spacy (replacement pool) and test.spacy")
+    parser.add_argument("--quick", action="store_true",
+                        help="write analysis_quick.* (checks the script runs on a small corpus)")
     args = parser.parse_args()
-    data = CORPUS["ner"]
+    data = args.corpus
+    suffix = "_quick" if args.quick else ""
     tmp = RESULTS / "analysis"
     tmp.mkdir(parents=True, exist_ok=True)
     rows, rob_files = {}, []
@@ -61,10 +67,11 @@ def main() -> int:
         lines.append(f"| {name} | {r['test_f1'] * 100:.2f} | {r['unseen_token_f1'] * 100:.2f} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
-    (RESULTS / "analysis.md").write_text(table + "\n", encoding="utf8")
+    (RESULTS / f"analysis{suffix}.md").write_text(table + "\n", encoding="utf8")
     run(["plot-robustness", *[str(p) for _, p in rob_files], "--labels", *[n for n, _ in rob_files],
-         "--output", str(RESULTS / "robustness_drop.png")])
-    write_json("analysis", {"seed": args.seed, "rows": rows, "machine": machine()})
+         "--output", str(RESULTS / f"robustness_drop{suffix}.png")])
+    write_json("analysis", {"seed": args.seed, "corpus": str(data), "rows": rows,
+                            "machine": machine()}, quick=args.quick)
     return 0
 
 

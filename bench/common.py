@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
+# SPACY_MAT_BENCH_RESULTS redirects every script's output (the tests use a
+# temporary folder)
+RESULTS = Path(os.environ.get("SPACY_MAT_BENCH_RESULTS", REPO / "bench" / "results"))
 SCORE_KEYS = {"ner": "ents_f", "chunk": "spans_chunks_f"}
 CORPUS = {"ner": REPO / "corpus" / "ner", "chunk": REPO / "corpus" / "chunk"}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from common import CORPUS, device_name, machine, write_json
 
 
-def worker(model: str, batch_sizes, repeats: int, limit: int, gpu_id: int) -> dict:
+def worker(model: str, batch_sizes, repeats: int, limit: int, gpu_id: int, test: Path) -> dict:
     import spacy
     from spacy.tokens import Doc
 
@@ -31,7 +31,7 @@ def worker(model: str, batch_sizes, repeats: int, limit: int, gpu_id: int) -> di
     from common import load_examples
 
     nlp = spacy.load(model)
-    sents = [eg.reference for eg in load_examples(nlp, CORPUS["ner"] / "test.spacy")]
+    sents = [eg.reference for eg in load_examples(nlp, test)]
     if limit:
         sents = sents[:limit]
     words = [[t.text for t in s] for s in sents]
@@ -58,6 +58,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--quick", action="store_true", help="200 sentences, 1 repeat")
+    parser.add_argument("--test", type=Path, default=CORPUS["ner"] / "test.spacy",
+                        help="the sentences to tag (.spacy)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     limit = 200 if args.quick else 0
@@ -65,14 +67,14 @@ def main() -> int:
     if args.worker:
         import torch
         torch.set_num_threads(args.threads)
-        print(json.dumps(worker(args.worker, args.batch_sizes, repeats, limit, args.gpu_id)))
+        print(json.dumps(worker(args.worker, args.batch_sizes, repeats, limit, args.gpu_id, args.test)))
         return 0
 
     results = {}
     for spec in args.models:
         name, _, path = spec.partition("=")
-        cmd = [sys.executable, __file__, "x", "--worker", path, "--threads", str(args.threads),
-               "--repeats", str(repeats), "--gpu-id", str(args.gpu_id),
+        cmd = [sys.executable, __file__, "x", "--worker", str(Path(path).resolve()), "--threads", str(args.threads),
+               "--repeats", str(repeats), "--gpu-id", str(args.gpu_id), "--test", str(args.test.resolve()),
                "--batch-sizes", *map(str, args.batch_sizes)] + (["--quick"] if args.quick else [])
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parent)
@@ -89,7 +91,7 @@ def main() -> int:
             ratio = wps / results[first]["words_per_s"][str(b)]
             cells.append(f"{wps:>7.0f} {ratio:3.1f}x")
         print(f"{name:24} " + " ".join(f"{c:>12}" for c in cells) + f" {r['peak_rss_mb']:>9.0f}")
-    payload = {"threads": args.threads, "batch_sizes": args.batch_sizes, "repeats": repeats,
+    payload = {"test": str(args.test), "threads": args.threads, "batch_sizes": args.batch_sizes, "repeats": repeats,
                "device": device_name(args.gpu_id), "results": results, "machine": machine()}
     write_json("inference", payload, quick=args.quick)
     return 0

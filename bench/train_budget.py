@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from common import CORPUS, REPO, SCORE_KEYS, evaluate, load_examples, machine, write_json
 
@@ -25,6 +26,12 @@ def main() -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--threads", type=int, default=0, help="torch/BLAS threads (0 = default)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="folder with {train,dev,test}.spacy (default: corpus/<task>)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="training output (default: training/bench/<name>)")
+    parser.add_argument("--quick", action="store_true",
+                        help="train_<name>_quick.json (checks the script runs on a small corpus)")
     parser.add_argument("overrides", nargs="*", help="extra `spacy train` overrides")
     args = parser.parse_args()
 
@@ -32,8 +39,8 @@ def main() -> int:
     if args.threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[var] = str(args.threads)
-    out = REPO / "training" / "bench" / args.name
-    corpus = CORPUS[args.task]
+    out = args.output or REPO / "training" / "bench" / args.name
+    corpus = args.corpus or CORPUS[args.task]
     cmd = [sys.executable, "-u", "-m", "spacy", "train", args.config, "--output", str(out),
            "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
            "--training.max_epochs", str(args.epochs), "--training.max_steps", "0",
@@ -62,7 +69,7 @@ def main() -> int:
         "test": evaluate(nlp, corpus / "test.spacy", key),
         "machine": machine(),
     }
-    write_json(f"train_{args.name}", result)
+    write_json(f"train_{args.name}", result, quick=args.quick)
     print(f"{args.name}: dev {key} {result['dev'][key]:.4f}  test {key} {result['test'][key]:.4f}  "
           f"wall {wall / 60:.1f} min  ({result['train_sentences_per_s']} sent/s)")
     return 0

@@ -1,0 +1,122 @@
+"""The bench scripts run on a tiny input (--quick) and write valid JSON.
+
+No timing is checked here: the numbers of a --quick run mean nothing.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[1]
+BENCH = REPO / "bench"
+
+
+def _env(results: Path) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "SPACY_MAT_BENCH_RESULTS": str(results)}
+
+
+def _run(args, results: Path, timeout: int = 600) -> str:
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=REPO, env=_env(results),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _train(config: Path, corpus: Path, out: Path, steps: int = 20) -> Path:
+    cmd = [sys.executable, "-m", "spacy", "train", str(config), "--output", str(out),
+           "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
+           "--training.max_steps", str(steps), "--training.max_epochs", "0",
+           "--training.eval_frequency", "10"]
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "model-best"
+
+
+@pytest.fixture(scope="module")
+def bench_corpus(ner_slice, tmp_path_factory) -> Path:
+    """The 200/60-sentence NER slice with its dev set doubling as test set."""
+    out = tmp_path_factory.mktemp("bench_corpus")
+    for name in ("train", "dev"):
+        shutil.copy(ner_slice / f"{name}.spacy", out / f"{name}.spacy")
+    shutil.copy(ner_slice / "dev.spacy", out / "test.spacy")
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(bench_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_models")
+    ours = _train(REPO / "configs" / "ner_baseline.cfg", bench_corpus, out / "ours")
+    theirs = _train(BENCH / "configs" / "spacy_ner_efficiency.cfg", bench_corpus, out / "spacy_ner")
+    return {"ours": ours, "spacy_ner": theirs}
+
+
+def _load(results: Path, name: str) -> dict:
+    path = results / f"{name}_quick.json"
+    assert path.exists(), f"{path} not written"
+    data = json.loads(path.read_text(encoding="utf8"))
+    assert data["machine"]["cores"] >= 1 and data["machine"]["date"]
+    return data
+
+
+def test_crf_quick(tmp_path):
+    out = _run([BENCH / "crf.py", "--quick"], tmp_path)
+    data = _load(tmp_path, "crf")
+    assert "Viterbi" in out
+    assert len(data["rows"]) == 2
+    for case in data["rows"]:
+        assert case["identical"] is True
+        assert set(case["speedup"]) == {"nll", "nll_fwd_bwd", "viterbi"}
+        assert all(v > 0 for v in case["median_s"].values())
+
+
+def test_train_step_quick(tmp_path, bench_corpus):
+    _run([BENCH / "train_step.py", "--quick", "--threads", "1", "--train", bench_corpus / "train.spacy"],
+         tmp_path)
+    data = _load(tmp_path, "train_step")
+    assert set(data["modes"]) == {"baseline", "at", "mat_similarity", "mat_random"}
+    assert data["modes"]["baseline"]["ratio_to_baseline"] == 1.0
+    assert all(m["median_s"] > 0 and m["steps"] == 3 for m in data["modes"].values())
+
+
+def test_batching_quick(tmp_path, bench_corpus):
+    _run([BENCH / "batching.py", "--quick", "--train", bench_corpus / "train.spacy"], tmp_path)
+    data = _load(tmp_path, "batching")
+    rows = data["rows"]
+    assert set(rows) == {"baseline/random", "baseline/bucketed", "mat_similarity/random",
+                         "mat_similarity/bucketed"}
+    # the padding measure is exact, not a timing: bucketing must reduce it
+    assert rows["baseline/bucketed"]["slots_per_token"] < rows["baseline/random"]["slots_per_token"]
+
+
+def test_inference_quick(tmp_path, bench_corpus, models):
+    _run([BENCH / "inference.py", f"ours={models['ours']}", f"spacy_ner={models['spacy_ner']}",
+          "--quick", "--batch-sizes", "1", "32", "--test", bench_corpus / "test.spacy"], tmp_path)
+    data = _load(tmp_path, "inference")
+    assert set(data["results"]) == {"ours", "spacy_ner"}
+    for result in data["results"].values():
+        assert result["sentences"] == 60 and set(result["words_per_s"]) == {"1", "32"}
+        assert result["peak_rss_mb"] > 0
+
+
+def test_analysis_quick(tmp_path, bench_corpus, models):
+    _run([BENCH / "analysis.py", f"ours={models['ours']}", "--corpus", bench_corpus, "--quick"],
+         tmp_path)
+    data = _load(tmp_path, "analysis")
+    row = data["rows"]["ours"]
+    assert 0.0 <= row["test_f1"] <= 1.0 and 0.0 <= row["unseen_token_f1"] <= 1.0
+    assert (tmp_path / "analysis_quick.md").read_text().startswith("| model |")
+    assert (tmp_path / "robustness_drop_quick.png").stat().st_size > 0
+
+
+def test_train_budget_quick(tmp_path, bench_corpus):
+    _run([BENCH / "train_budget.py", REPO / "configs" / "ner_baseline.cfg", "--task", "ner",
+          "--epochs", "1", "--name", "tiny", "--threads", "1", "--quick",
+          "--corpus", bench_corpus, "--output", tmp_path / "training"], tmp_path)
+    data = _load(tmp_path, "train_tiny")
+    assert data["budget"]["epochs"] == 1
+    assert 0.0 <= data["test"]["ents_f"] <= 1.0 and data["train_wall_s"] > 0
