@@ -77,6 +77,24 @@ def test_grid_writes_runs_and_summary(finished):
     assert " | – | 2 / 0 | ≤ 4 steps |" in table
 
 
+def test_runs_log_their_curves_and_the_grid_plots_them(finished):
+    for row in ROWS:
+        folder = finished / "runs" / f"ner_{row}" / "seed0"
+        log = (folder / "train.log").read_text()
+        assert f"--training.logger.output_file {folder / 'training_log.jsonl'}" in log
+        assert f"--training.before_update.output_file {folder / 'confidence.jsonl'}" in log
+        rows = [json.loads(line) for line in (folder / "training_log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == [0, 2, 4]
+        conf = [json.loads(line) for line in (folder / "confidence.jsonl").read_text().splitlines()]
+        assert conf[0]["step"] == 0 and conf[0]["words"][:2] == ["Radio", "Romania"]
+    for kind in ("learning", "confidence"):
+        png = finished / "results" / f"{kind}_ner.png"
+        assert png.stat().st_size > 1000
+        data = json.loads(png.with_suffix(".json").read_text())
+        assert [r["label"] for r in data["runs"]] == ["Baseline (seed0)", "MAT (similarity) (seed0)"]
+    assert not (finished / "results" / "learning_chunk.png").exists()
+
+
 def test_rerun_skips_finished_runs(finished, corpus):
     results = sorted((finished / "runs").glob("*/seed*/result.json"))
     before = {path: path.stat().st_mtime_ns for path in results}
