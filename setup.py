@@ -16,6 +16,8 @@ setup(
         "torch>=2.0",
         "numpy",
         "matplotlib",
+        # frozen-transformer features (spacy_mat.TransformerFeatures.v1)
+        "transformers>=4.30,<5",
     ],
     extras_require={"test": ["pytest>=7", "matplotlib", "seqeval"]},
     entry_points={
@@ -23,6 +25,10 @@ setup(
         "spacy_architectures": [
             "spacy_mat.CharCNNBiLSTMCRF.v1 = spacy_mat.architectures:build_charcnn_bilstm_crf",
         ],
+        "thinc_layers": [
+            "spacy_mat.TransformerFeatures.v1 = spacy_mat.contextual:transformer_features",
+        ],
+        "spacy_batchers": ["spacy_mat.batch_by_length.v1 = spacy_mat.batching:configure_batch_by_length"],
         "spacy_readers": ["spacy_mat.SentenceCorpus.v1 = spacy_mat.readers:create_sentence_corpus"],
         "spacy_scorers": ["spacy_mat.tagger_scorer.v1 = spacy_mat.scoring:make_tagger_scorer"],
         "spacy_callbacks": [

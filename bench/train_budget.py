@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import CORPUS, REPO, SCORE_KEYS, evaluate, load_examples, machine, write_json
+from common import CORPUS, REPO, SCORE_KEYS, device_name, evaluate, load_examples, machine, write_json
 
 
 def main() -> int:
@@ -30,6 +30,7 @@ def main() -> int:
                         help="folder with {train,dev,test}.spacy (default: corpus/<task>)")
     parser.add_argument("--output", type=Path, default=None,
                         help="training output (default: training/bench/<name>)")
+    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and evaluation")
     parser.add_argument("--quick", action="store_true",
                         help="train_<name>_quick.json (checks the script runs on a small corpus)")
     parser.add_argument("overrides", nargs="*", help="extra `spacy train` overrides")
@@ -44,7 +45,8 @@ def main() -> int:
     cmd = [sys.executable, "-u", "-m", "spacy", "train", args.config, "--output", str(out),
            "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
            "--training.max_epochs", str(args.epochs), "--training.max_steps", "0",
-           "--training.patience", "0", "--system.seed", str(args.seed), *args.overrides]
+           "--training.patience", "0", "--system.seed", str(args.seed), "--gpu-id", str(args.gpu_id),
+           *args.overrides]
     print(" ".join(cmd), flush=True)
     start = time.time()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -57,12 +59,15 @@ def main() -> int:
     wall = time.time() - start
 
     import spacy
+    if args.gpu_id >= 0:
+        spacy.require_gpu(args.gpu_id)
     nlp = spacy.load(out / "model-best")
     n_train = len(load_examples(nlp, corpus / "train.spacy"))
     key = SCORE_KEYS[args.task]
     result = {
         "name": args.name, "config": args.config, "task": args.task, "seed": args.seed,
         "budget": {"epochs": args.epochs, "threads": args.threads or "default"},
+        "device": device_name(args.gpu_id),
         "overrides": args.overrides, "train_wall_s": round(wall, 1),
         "train_sentences_per_s": round(args.epochs * n_train / wall, 1),
         "dev": evaluate(nlp, corpus / "dev.spacy", key),

@@ -7,7 +7,7 @@ per-row overrides, so that the rows of one task differ only where they must.
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from thinc.api import Config
 
@@ -48,6 +48,35 @@ ROWS: Dict[str, Dict[str, Any]] = {
     "mat_similarity": {f"{ADV}.mode": "mat", f"{ADV}.replacement": "similarity"},
 }
 
+# Extra configs beyond the Table 1 grid: name -> (task, row, overrides).
+TRF_CONTEXT = {
+    "@layers": "spacy_mat.TransformerFeatures.v1",
+    "name": "${paths.transformer}",
+    "pooling": "mean",
+    "mix": "fixed",
+    "layer_weights": None,
+    "cache": True,
+    "cache_dir": None,
+    "max_length": 512,
+    "batch_size": 32,
+}
+# frozen transformer features η (set --paths.transformer to a local model folder)
+TRF = {"paths.transformer": None, "components.mat_tagger.model.context": TRF_CONTEXT}
+EXTRA: Dict[str, Any] = {
+    "ner_baseline_trf": ("ner", "baseline", TRF),
+    "ner_at_trf": ("ner", "at", TRF),
+    "ner_mat_trf": ("ner", "mat_similarity", TRF),
+    # one tagger, two heads (NER + chunking) on the CoNLL-2003 corpus, which carries both
+    "ner_chunk_multitask_mat": ("ner", "mat_similarity", {
+        "components.mat_tagger.targets": ["ents", "spans:chunks"],
+        "training.score_weights": {
+            "ents_f": 0.5, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None,
+            "spans_chunks_f": 0.5, "spans_chunks_p": 0.0, "spans_chunks_r": 0.0,
+            "spans_chunks_per_type": None,
+        },
+    }),
+}
+
 
 def _set(config: Dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
@@ -57,15 +86,19 @@ def _set(config: Dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def render(task: str, row: str) -> str:
+def render(task: str, row: str, extra: Optional[Dict[str, Any]] = None,
+           name: Optional[str] = None) -> str:
     config = Config().from_disk(HERE / "base.cfg", interpolate=False)
-    for key, value in {**TASKS[task], **ROWS[row]}.items():
+    for key, value in {**TASKS[task], **ROWS[row], **(extra or {})}.items():
         _set(config, key, value)
-    return HEADER.format(name=f"{task}_{row}") + config.to_str(interpolate=False)
+    return HEADER.format(name=name or f"{task}_{row}") + config.to_str(interpolate=False)
 
 
 def all_configs() -> Dict[Path, str]:
-    return {HERE / f"{task}_{row}.cfg": render(task, row) for task in TASKS for row in ROWS}
+    configs = {HERE / f"{task}_{row}.cfg": render(task, row) for task in TASKS for row in ROWS}
+    for name, (task, row, extra) in EXTRA.items():
+        configs[HERE / f"{name}.cfg"] = render(task, row, extra, name=name)
+    return configs
 
 
 def main(argv=None) -> int:

@@ -8,7 +8,7 @@ backward pass; ``model.finish_update(sgd)`` then applies thinc's optimizer.
 """
 import io
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import srsly
@@ -20,6 +20,7 @@ from thinc.util import get_torch_default_device
 
 from .adversarial import (AdversarialSettings, perturbation, plan_masking, random_probs,
                           sample_substitutes, similarity_probs)
+from .contextual import context_batch, context_hparams, corrupt_token_strings, get_encoder
 from .features import MASK_ID, PAD_ID, SPECIALS, UNK_ID, Batch, IndexTables
 from .network import CharCNNBiLSTMCRF, length_mask
 from .tags import allowed_transitions
@@ -46,6 +47,7 @@ def build_charcnn_bilstm_crf(
     normalize_embeddings: bool = True,
     batch_size: int = 256,
     adversarial: Optional[Dict[str, Any]] = None,
+    context: Optional[Model] = None,
 ) -> Model[List[TokenSeq], List[List[np.ndarray]]]:
     """CNN-LSTM-CRF sequence labeller (Ma & Hovy 2016).
 
@@ -55,6 +57,11 @@ def build_charcnn_bilstm_crf(
     forward pass at prediction time (sorted by length to limit padding).
     ``adversarial`` is the training objective's block (see
     :class:`spacy_mat.adversarial.AdversarialSettings`; default: plain CRF loss).
+    ``context`` is an optional frozen feature layer (e.g.
+    ``spacy_mat.TransformerFeatures.v1``) whose per-token vectors η are
+    concatenated to the word and character features before the BiLSTM; η
+    gets no adversarial perturbation, and MAT's masked/replaced words are
+    masked/replaced in η's input too.
     """
     settings = AdversarialSettings.from_config(adversarial)
     if depth < 1:
@@ -80,6 +87,7 @@ def build_charcnn_bilstm_crf(
         forward,
         init=init,
         shims=[shim],
+        layers=[context] if context is not None else [],
         attrs={
             "hparams": hparams,
             "table_settings": table_settings,
@@ -138,6 +146,11 @@ def build_network(model: Model) -> CharCNNBiLSTMCRF:
     )
 
 
+def get_context(model: Model) -> Optional[Model]:
+    """The contextual feature layer, or None."""
+    return model.layers[0] if model.layers else None
+
+
 def get_network(model: Model) -> CharCNNBiLSTMCRF:
     network = model.shims[0]._model
     if network is None:
@@ -162,6 +175,10 @@ def init(model: Model, X: Optional[List[TokenSeq]] = None, Y: Any = None) -> Mod
         min_freq=model.attrs["min_word_freq"], **model.attrs["table_settings"],
     )
     model.attrs["tables"] = tables
+    context = get_context(model)
+    if context is not None:
+        context.initialize()
+        model.attrs["hparams"].update(context_hparams(context))
     network = build_network(model)
     if vectors is not None:
         _copy_static_vectors(network, tables, X[0].doc.vocab)
@@ -211,9 +228,11 @@ def predict_emissions(model: Model, sequences: Sequence[Sequence[str]]) -> Tuple
     network = get_network(model)
     device = next(network.parameters()).device
     word_ids, char_ids, lengths = tensors(model.attrs["tables"].featurize(sequences), device)
+    context = get_context(model)
+    ctx = context_batch(context, sequences, device) if context is not None else None
     with _eval_mode(network):
         words, chars = network.embed(word_ids, char_ids)
-        emissions = network.emissions(words, chars, char_ids, lengths)
+        emissions = network.emissions(words, chars, char_ids, lengths, ctx)
     return emissions, length_mask(lengths, word_ids.shape[1])
 
 
@@ -262,8 +281,11 @@ def train_step(model: Model, X: Sequence[TokenSeq], gold: Sequence[Sequence[np.n
     perturb = run_adversarial and settings.perturbs
 
     device = next(network.parameters()).device
-    batch = tables.featurize([[t.text for t in X[i]] for i in keep])
+    strings = [[t.text for t in X[i]] for i in keep]
+    batch = tables.featurize(strings)
     word_ids, char_ids, lengths = tensors(batch, device)
+    context = get_context(model)
+    ctx = context_batch(context, strings, device) if context is not None else None
     mask = length_mask(lengths, word_ids.shape[1])
     gold_t = [_pad_tags([gold_h[i] for i in keep], word_ids.shape[1], device) for gold_h in gold]
     network.train()
@@ -272,35 +294,64 @@ def train_step(model: Model, X: Sequence[TokenSeq], gold: Sequence[Sequence[np.n
     if perturb:
         words.retain_grad()
         chars.retain_grad()
-    label_loss = network.nll(network.emissions(words, chars, char_ids, lengths), gold_t, mask).mean()
+    label_loss = network.nll(network.emissions(words, chars, char_ids, lengths, ctx), gold_t, mask).mean()
     label_loss.backward()
     losses = {"label": float(label_loss.detach())}
     if not run_adversarial:
         return losses
 
     if settings.masks:
-        word_ids, char_ids = mask_inputs(network, tables, word_ids, char_ids, lengths, settings)
+        word_ids, char_ids, corruption = corrupt_inputs(network, tables, word_ids, char_ids,
+                                                        lengths, settings)
+        if context is not None and len(corruption.rows):
+            ctx = context_batch(context, strings, device,
+                                overrides=corrupted_strings(context, strings, corruption))
     adv_words, adv_chars = network.embed(word_ids, char_ids)
     if perturb:
         adv_words = adv_words + perturbation(words.grad, settings.delta_word)
         d_chars = perturbation(chars.grad, settings.delta_char)
         extra = adv_chars.shape[2] - d_chars.shape[2]
         adv_chars = adv_chars + torch.nn.functional.pad(d_chars, (0, 0, 0, extra))
-    adv_loss = network.nll(network.emissions(adv_words, adv_chars, char_ids, lengths), gold_t, mask).mean()
+    adv_loss = network.nll(network.emissions(adv_words, adv_chars, char_ids, lengths, ctx), gold_t, mask).mean()
     (adv_weight * adv_loss).backward()
     losses["adv"] = float(adv_loss.detach())
     return losses
 
 
+class Corruption(NamedTuple):
+    """What :func:`corrupt_inputs` changed: one entry per corrupted token."""
+
+    rows: List[int]
+    positions: List[int]
+    substitutes: List[Optional[str]]  # the substitute word, None for <Mask>
+
+
 def mask_inputs(network: CharCNNBiLSTMCRF, tables: IndexTables, word_ids: torch.Tensor,
                 char_ids: torch.Tensor, lengths: torch.Tensor,
                 settings: AdversarialSettings) -> Tuple[torch.Tensor, torch.Tensor]:
+    """MAT's input corruption of the word and char ids (see :func:`corrupt_inputs`)."""
+    word_ids, char_ids, _ = corrupt_inputs(network, tables, word_ids, char_ids, lengths, settings)
+    return word_ids, char_ids
+
+
+def corrupted_strings(context: Model, strings: Sequence[Sequence[str]],
+                      corruption: Corruption) -> Dict[int, List[str]]:
+    """The token strings the context encoder reads for the corrupted rows:
+    ``<Mask>`` becomes the encoder's mask token, a substitute its own text."""
+    return corrupt_token_strings(strings, corruption.rows, corruption.positions,
+                                 corruption.substitutes, get_encoder(context).mask_text)
+
+
+def corrupt_inputs(network: CharCNNBiLSTMCRF, tables: IndexTables, word_ids: torch.Tensor,
+                   char_ids: torch.Tensor, lengths: torch.Tensor,
+                   settings: AdversarialSettings) -> Tuple[torch.Tensor, torch.Tensor, Corruption]:
     """MAT's input corruption: in each selected sentence one token becomes
     ``<Mask>`` (word id, and a single ``<Mask>`` character) or a sampled
-    substitute word (its id and its own characters)."""
+    substitute word (its id and its own characters). Also returns the
+    :class:`Corruption` (rows, positions, substitute words)."""
     plan = plan_masking(lengths, settings.select_rate, settings.mask_rate)
     if len(plan.rows) == 0:
-        return word_ids, char_ids
+        return word_ids, char_ids, Corruption([], [], [])
     n_special = len(SPECIALS)
     replace = ~plan.masked
     originals = word_ids[plan.rows[replace], plan.positions[replace]]
@@ -325,7 +376,10 @@ def mask_inputs(network: CharCNNBiLSTMCRF, tables: IndexTables, word_ids: torch.
     for row, pos, chars in zip(rows.tolist(), positions.tolist(), sub_chars):
         new_chars[row, pos] = PAD_ID
         new_chars[row, pos, : len(chars)] = torch.as_tensor(chars, device=char_ids.device)
-    return word_ids, new_chars
+    sub_words = iter([tables.words[i] for i in substitutes.tolist()])
+    corruption = Corruption(plan.rows.tolist(), plan.positions.tolist(),
+                            [None if m else next(sub_words) for m in plan.masked.tolist()])
+    return word_ids, new_chars, corruption
 
 
 def _pad_tags(rows: Sequence[np.ndarray], total: int, device: torch.device) -> torch.Tensor:

@@ -110,11 +110,45 @@ class BiLSTM(nn.Module):
         return self.dropout(x)
 
 
+class ScalarMix(nn.Module):
+    """Weighted sum over a stack of layers ``[..., K, D] -> [..., D]`` (Peters
+    et al. 2018). Trainable: ``gamma * sum_k softmax(s)_k h_k`` with the
+    scalars ``s`` and ``gamma`` as parameters, ``s`` starting at
+    ``log(weights)``. Fixed: ``sum_k w_k h_k`` with ``weights`` normalised to
+    sum to 1 and kept as a buffer (no gradient, never optimised).
+    ``weights = None`` means equal weights."""
+
+    def __init__(self, n_layers: int, weights: Optional[Sequence[float]] = None,
+                 trainable: bool = True):
+        super().__init__()
+        w = torch.ones(n_layers) if weights is None else torch.tensor(list(weights), dtype=torch.float32)
+        if w.shape != (n_layers,) or bool((w <= 0).any()):
+            raise ValueError(f"ScalarMix: need {n_layers} positive layer weights, got {list(w.tolist())}")
+        w = w / w.sum()
+        self.trainable = trainable
+        if trainable:
+            self.scalars = nn.Parameter(torch.log(w))
+            self.gamma = nn.Parameter(torch.ones(1))  # 1-d: thinc optimizers reject 0-d arrays
+        else:
+            self.register_buffer("weights", w)
+
+    def normalized_weights(self) -> Tensor:
+        return torch.softmax(self.scalars, dim=0) if self.trainable else self.weights
+
+    def forward(self, layers: Tensor) -> Tensor:
+        w = self.normalized_weights().to(layers.dtype)
+        mixed = (layers * w[:, None]).sum(dim=-2)
+        return mixed * self.gamma if self.trainable else mixed
+
+
 class CharCNNBiLSTMCRF(nn.Module):
     """CNN-LSTM-CRF (Ma & Hovy 2016) with one emission layer and CRF per head.
 
     ``heads`` gives each head's tag count and optional allowed-transition
-    masks. ``context_width`` > 0 adds an external feature vector per token.
+    masks. ``context_width`` > 0 adds an external feature vector per token
+    (``[B, L, context_width]``); with ``context_layers`` > 0 the context comes
+    as a stack of layers ``[B, L, context_layers, context_width]`` that a
+    trainable :class:`ScalarMix` (initial weights ``context_mix_init``) mixes.
     """
 
     def __init__(
@@ -133,6 +167,8 @@ class CharCNNBiLSTMCRF(nn.Module):
         word_dropout: float = 0.0,
         normalize_embeddings: bool = True,
         context_width: int = 0,
+        context_layers: int = 0,
+        context_mix_init: Optional[Sequence[float]] = None,
         word_counts: Optional[Sequence[int]] = None,
         char_counts: Optional[Sequence[int]] = None,
     ):
@@ -144,6 +180,7 @@ class CharCNNBiLSTMCRF(nn.Module):
         self.lstm = BiLSTM(word_width + char_filters + context_width, hidden_width, depth, dropout)
         self.emitters = nn.ModuleList(nn.Linear(2 * hidden_width, n) for n, _ in heads)
         self.crfs = nn.ModuleList(CRF(n, allowed) for n, allowed in heads)
+        self.context_mix = ScalarMix(context_layers, context_mix_init) if context_layers else None
 
     def drop_words(self, word_ids: Tensor, unk_id: int, pad_id: int = 0) -> Tensor:
         """Replace words by ``unk_id`` at rate ``word_dropout`` (training only)."""
@@ -160,10 +197,17 @@ class CharCNNBiLSTMCRF(nn.Module):
                   context: Optional[Tensor] = None) -> List[Tensor]:
         """Per-head emission scores ``[B, L, T_h]`` from embedded inputs."""
         b, n, w, c = chars.shape
-        char_feats = self.char_cnn(chars.reshape(b * n, w, c), char_ids.reshape(b * n, w) != 0)
+        char_mask = char_ids.reshape(b * n, w) != 0
+        # the CNN runs on real tokens only: a random batch of sentences is
+        # mostly padding (e.g. 64 x 78 slots for ~900 tokens), and padding
+        # rows come out as zeros anyway
+        rows = char_mask.any(dim=1).nonzero().squeeze(1)
+        feats = self.char_cnn(chars.reshape(b * n, w, c).index_select(0, rows),
+                              char_mask.index_select(0, rows))
+        char_feats = feats.new_zeros(b * n, feats.shape[1]).index_copy(0, rows, feats)
         parts = [words, char_feats.reshape(b, n, -1)]
         if context is not None:
-            parts.append(context)
+            parts.append(context if self.context_mix is None else self.context_mix(context))
         hidden = self.lstm(torch.cat(parts, dim=-1), lengths)
         return [emit(hidden) for emit in self.emitters]
 

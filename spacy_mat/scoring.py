@@ -1,5 +1,5 @@
 """Scores in spaCy's standard keys for the component's targets."""
-from typing import Any, Callable, Dict, Iterable, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 from spacy.scorer import Scorer, get_ner_prf
 from spacy.training import Example
@@ -21,8 +21,17 @@ def parse_target(target: str) -> Tuple[str, str]:
     raise ValueError(f"invalid target {target!r}: use 'ents' or 'spans:KEY' (e.g. 'spans:chunks')")
 
 
-def score_target(examples: Iterable[Example], target: str = ENTS, **kwargs: Any) -> Dict[str, Any]:
-    """``ents_p/r/f/per_type`` for ``ents``; ``spans_KEY_p/r/f/per_type`` for spans."""
+def score_target(examples: Iterable[Example], target: str = ENTS,
+                 targets: Optional[Sequence[str]] = None, **kwargs: Any) -> Dict[str, Any]:
+    """``ents_p/r/f/per_type`` for ``ents``; ``spans_KEY_p/r/f/per_type`` for
+    spans. With ``targets`` (a multi-task tagger), the union of every
+    target's scores."""
+    if targets:
+        examples = list(examples)
+        scores: Dict[str, Any] = {}
+        for t in targets:
+            scores.update(score_target(examples, t))
+        return scores
     kind, key = parse_target(target)
     if kind == ENTS:
         return get_ner_prf(examples)

@@ -171,3 +171,24 @@ def test_static_vectors_initialise_word_rows():
         wide.vocab.set_vector("John", np.ones(8, dtype="float32"))
         wide.add_pipe("mat_tagger", config={"model": {**TINY_MODEL, "include_static_vectors": True}})
         wide.initialize(lambda: make_examples(wide))
+
+
+def test_gold_spans_identity_fast_path_and_realignment():
+    nlp = spacy.blank("en")
+    tagger = nlp.add_pipe("mat_tagger")
+    words = ["I", "live", "in", "New", "York", "."]
+    ref = Doc(nlp.vocab, words=words, ents=["O", "O", "O", "B-LOC", "I-LOC", "O"])
+    same = Example(Doc(nlp.vocab, words=words), ref)
+    spans = tagger._gold_spans(same)
+    assert [(s.start, s.end, s.label_) for s in spans] == [(3, 5, "LOC")]
+    assert spans[0].doc is same.predicted
+    expected = same.get_aligned_spans_y2x(list(ref.ents))
+    assert [(s.start, s.end, s.label_) for s in spans] == [(s.start, s.end, s.label_) for s in expected]
+    # a different tokenization of the same text goes through spaCy's alignment
+    pred = Doc(nlp.vocab, words=["I", "live", "in", "New York", "."],
+               spaces=[True, True, True, False, False])
+    ref_text = Doc(nlp.vocab, words=words, spaces=[True, True, True, True, False, False],
+                   ents=["O", "O", "O", "B-LOC", "I-LOC", "O"])
+    merged = Example(pred, ref_text)
+    spans = tagger._gold_spans(merged)
+    assert [(s.start, s.end, s.label_, s.text) for s in spans] == [(3, 4, "LOC", "New York")]
