@@ -34,7 +34,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="train_<name>_quick.json (checks the script runs on a small corpus)")
     parser.add_argument("overrides", nargs="*", help="extra `spacy train` overrides")
-    args = parser.parse_args()
+    # spacy train overrides (--section.key value) after the script's own options,
+    # with or without a "--" in between
+    args, unknown = parser.parse_known_args()
+    args.overrides = [a for a in args.overrides + unknown if a != "--"]
 
     env = dict(os.environ)
     if args.threads:
