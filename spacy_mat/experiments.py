@@ -372,7 +372,11 @@ def write_curves(output: Path, results_dir: Path) -> List[Path]:
                                      (CONFIDENCE_LOG, plot_confidence, "confidence")):
             runs, labels = [], []
             folders = sorted(output.glob(f"{task}_*/seed*"), key=lambda f: (f.parent.name, _seed(f)))
-            for row_dir in sorted({f.parent for f in folders}):
+            order = list(METHODS)
+            row_dirs = sorted({f.parent for f in folders}, key=lambda d: (
+                order.index(d.name[len(task) + 1:]) if d.name[len(task) + 1:] in order else len(order),
+                d.name))
+            for row_dir in row_dirs:
                 row = row_dir.name[len(task) + 1:]
                 logs = [f / log_name for f in folders if f.parent == row_dir and (f / log_name).exists()
                         and (f / log_name).stat().st_size and read_result(f) is not None]
