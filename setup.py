@@ -19,7 +19,7 @@ setup(
         # frozen-transformer features (spacy_mat.TransformerFeatures.v1)
         "transformers>=4.30,<5",
     ],
-    extras_require={"test": ["pytest>=7", "matplotlib", "seqeval"]},
+    extras_require={"test": ["pytest>=7", "matplotlib", "seqeval", "pytorch-crf"]},
     entry_points={
         "spacy_factories": ["mat_tagger = spacy_mat.component:make_mat_tagger"],
         "spacy_architectures": [

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, device_name, load_examples, machine, write_json
+from common import REPO, device_name, load_examples, machine, setup_torch, write_json
 from train_step import build
 
 MODES = {"baseline": "ner_baseline", "mat_similarity": "ner_mat_similarity"}
@@ -55,11 +55,7 @@ def main() -> int:
         args.sentences, args.repeats = 256, 1
 
     import spacy
-    import torch
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.gpu_id >= 0:
-        spacy.require_gpu(args.gpu_id)
+    torch = setup_torch(args.threads, args.gpu_id)
     examples = load_examples(spacy.blank("en"), args.train)[: args.sentences]
     batchers = {"random": random_batches, "bucketed": bucketed_batches}
     seconds = {(m, b): 0.0 for m in MODES for b in batchers}

@@ -53,5 +53,18 @@ def write_json(name: str, payload: Dict[str, Any], quick: bool = False) -> Path:
     return path
 
 
+def setup_torch(threads: int, gpu_id: int):
+    """Set torch's thread count (0 = its default) and, for ``gpu_id >= 0``,
+    make spaCy/thinc allocate on that GPU; returns the torch module."""
+    import spacy
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    return torch
+
+
 def device_name(gpu_id: int) -> str:
     return f"gpu {gpu_id}" if gpu_id >= 0 else "cpu"

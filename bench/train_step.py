@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, device_name, machine, write_json
+from common import REPO, device_name, machine, setup_torch, write_json
 
 MODES = {"baseline": "ner_baseline", "at": "ner_at", "mat_similarity": "ner_mat_similarity",
          "mat_random": "ner_mat_random"}
@@ -45,11 +45,7 @@ def main() -> int:
         args.steps, args.warmup = 3, 1
 
     import spacy
-    import torch
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.gpu_id >= 0:
-        spacy.require_gpu(args.gpu_id)
+    torch = setup_torch(args.threads, args.gpu_id)
     from common import load_examples
 
     examples = load_examples(spacy.blank("en"), args.train)

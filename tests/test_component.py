@@ -34,18 +34,26 @@ def make_examples(nlp, target="ents", key="chunks"):
     return examples * 8
 
 
+def fit(nlp, examples, steps, seed):
+    """Initialize ``nlp`` on ``examples`` and train ``steps`` passes of batches
+    of 8 (lr 0.01); returns the last update's losses."""
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    rng = random.Random(seed)
+    losses = {}
+    for _ in range(steps):
+        rng.shuffle(examples)
+        for i in range(0, len(examples), 8):
+            losses = nlp.update(examples[i: i + 8], sgd=optimizer)
+    return losses
+
+
 def train_tiny(target="ents", steps=25, seed=0):
     fix_random_seed(seed)
     nlp = spacy.blank("en")
     nlp.add_pipe("mat_tagger", config={"target": target, "model": TINY_MODEL})
     examples = make_examples(nlp, target, key="chunks")
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 0.01
-    rng = random.Random(seed)
-    for _ in range(steps):
-        rng.shuffle(examples)
-        for i in range(0, len(examples), 8):
-            losses = nlp.update(examples[i: i + 8], sgd=optimizer)
+    losses = fit(nlp, examples, steps, seed)
     return nlp, examples, losses
 
 

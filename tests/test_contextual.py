@@ -1,7 +1,6 @@
 """Frozen-transformer features η (spacy_mat.contextual) on a tiny random BERT
 saved into a tmp dir: pure pooling/window/masking functions, the cache, the
 scalar mix, MAT's masked input, and a trained pipeline's disk round trip."""
-import random
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from spacy_mat.contextual import (corrupt_token_strings, get_encoder, plan_windo
                                   sequence_key, transformer_features)
 from spacy_mat.network import ScalarMix
 
-from test_component import TINY_MODEL, make_examples
+from test_component import TINY_MODEL, fit, make_examples
 
 REPO = Path(__file__).parents[1]
 WORDS = ("john lives in paris mary smith visited new york yesterday google hired anna berlin "
@@ -65,14 +64,7 @@ def train_pipeline(bert, steps=3, seed=0, mode="mat", **context):
     nlp.add_pipe("mat_tagger", config={"model": {**TINY_MODEL, "adversarial": adversarial,
                                                  "context": context_config(bert, **context)}})
     examples = make_examples(nlp)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 0.01
-    rng = random.Random(seed)
-    losses = {}
-    for _ in range(steps):
-        rng.shuffle(examples)
-        for i in range(0, len(examples), 8):
-            losses = nlp.update(examples[i: i + 8], sgd=optimizer)
+    losses = fit(nlp, examples, steps, seed)
     return nlp, examples, losses
 
 

@@ -1,6 +1,5 @@
 """One mat_tagger, several targets: a CRF head per target on a shared encoder."""
 import json
-import random
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from spacy.util import fix_random_seed
 
 from spacy_mat.architectures import get_network
 
-from test_component import SENTS, TINY_MODEL
+from test_component import SENTS, TINY_MODEL, fit
 from test_training import spacy_train
 
 # chunks of the SENTS sentences (NP/VP/PP), aligned by index
@@ -40,14 +39,7 @@ def train_multitask(steps=25, seed=0, adversarial=None):
     nlp.add_pipe("mat_tagger", config={"targets": TARGETS, "model": {
         **TINY_MODEL, "adversarial": adversarial or {"mode": "mat", "select_rate": 0.3}}})
     examples = make_examples(nlp)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 0.01
-    rng = random.Random(seed)
-    losses = {}
-    for _ in range(steps):
-        rng.shuffle(examples)
-        for i in range(0, len(examples), 8):
-            losses = nlp.update(examples[i: i + 8], sgd=optimizer)
+    losses = fit(nlp, examples, steps, seed)
     return nlp, examples, losses
 
 
