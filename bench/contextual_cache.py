@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, machine, write_json
+from common import REPO, machine, setup_torch, write_json
 
 
 def minilm_path() -> str:
@@ -37,8 +37,7 @@ def main() -> int:
         args.sentences = 20
 
     import spacy
-    import torch
-    torch.set_num_threads(args.threads)
+    torch = setup_torch(args.threads, gpu_id=-1)
     from common import load_examples
     from spacy_mat.contextual import get_encoder, transformer_features
 

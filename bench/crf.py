@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from common import machine, write_json
+from common import machine, setup_torch, write_json
 
 
 def timed(fn, repeats: int) -> float:
@@ -85,7 +85,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    setup_torch(args.threads, gpu_id=-1)
     repeats = 2 if args.quick else args.repeats
     rows = [compare(n, 64, 40, repeats) for n in (9, 23)]
     print(f"{'tags':>4} {'NLL ours ms':>12} {'NLL torchcrf':>13} {'x':>5} {'fwd+bwd x':>9} "

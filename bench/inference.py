@@ -19,15 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-from common import CORPUS, device_name, machine, write_json
+from common import CORPUS, device_name, machine, setup_torch, write_json
 
 
-def worker(model: str, batch_sizes, repeats: int, limit: int, gpu_id: int, test: Path) -> dict:
+def worker(model: str, batch_sizes, repeats: int, limit: int, test: Path) -> dict:
     import spacy
     from spacy.tokens import Doc
 
-    if gpu_id >= 0:
-        spacy.require_gpu(gpu_id)
     from common import load_examples
 
     nlp = spacy.load(model)
@@ -65,9 +63,8 @@ def main() -> int:
     limit = 200 if args.quick else 0
     repeats = 1 if args.quick else args.repeats
     if args.worker:
-        import torch
-        torch.set_num_threads(args.threads)
-        print(json.dumps(worker(args.worker, args.batch_sizes, repeats, limit, args.gpu_id, args.test)))
+        setup_torch(args.threads, args.gpu_id)
+        print(json.dumps(worker(args.worker, args.batch_sizes, repeats, limit, args.test)))
         return 0
 
     results = {}

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import CORPUS, REPO, SCORE_KEYS, device_name, evaluate, load_examples, machine, write_json
+from common import CORPUS, REPO, SCORE_KEYS, device_name, evaluate, load_examples, machine, setup_torch, write_json
 
 
 def main() -> int:
@@ -62,8 +62,7 @@ def main() -> int:
     wall = time.time() - start
 
     import spacy
-    if args.gpu_id >= 0:
-        spacy.require_gpu(args.gpu_id)
+    setup_torch(0, args.gpu_id)  # threads: set through the environment above
     nlp = spacy.load(out / "model-best")
     n_train = len(load_examples(nlp, corpus / "train.spacy"))
     key = SCORE_KEYS[args.task]

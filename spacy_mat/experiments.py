@@ -356,43 +356,35 @@ def write_summary(summary: Dict[str, Any], results_dir: Path) -> Tuple[Path, Pat
     return json_path, md_path
 
 
-def write_curves(output: Path, results_dir: Path) -> List[Path]:
+def write_curves(results: Sequence[Dict[str, Any]], output: Path, results_dir: Path) -> List[Path]:
     """Learning curves (dev score vs step) and confidence curves (probability
-    of the watched sentence's gold tags vs step) of every row, one PNG (+ its
-    data as JSON) per task and kind: ``results/{learning,confidence}_<task>.png``.
-    Each row is drawn from its lowest seed that has the log."""
+    of the watched sentence's gold tags vs step) of every row of the finished
+    ``results``, one PNG (+ its data as JSON) per task and kind:
+    ``results/{learning,confidence}_<task>.png``. Each row is drawn from its
+    lowest seed that has the log; rows in Table 1's order."""
     try:
         from .analysis.plots import plot_confidence, plot_learning
     except ImportError as err:  # matplotlib is an optional dependency
         print(f"curves not drawn ({err}); pip install matplotlib", file=sys.stderr)
         return []
+    order = list(METHODS)
+    runs = sorted((Run(r["task"], r["row"], r["seed"]) for r in results),
+                  key=lambda run: (order.index(run.row) if run.row in order else len(order),
+                                   run.row, run.seed))
     written = []
     for task in TASKS:
         for log_name, plot, kind in ((TRAINING_LOG, plot_learning, "learning"),
                                      (CONFIDENCE_LOG, plot_confidence, "confidence")):
-            runs, labels = [], []
-            folders = sorted(output.glob(f"{task}_*/seed*"), key=lambda f: (f.parent.name, _seed(f)))
-            order = list(METHODS)
-            row_dirs = sorted({f.parent for f in folders}, key=lambda d: (
-                order.index(d.name[len(task) + 1:]) if d.name[len(task) + 1:] in order else len(order),
-                d.name))
-            for row_dir in row_dirs:
-                row = row_dir.name[len(task) + 1:]
-                logs = [f / log_name for f in folders if f.parent == row_dir and (f / log_name).exists()
-                        and (f / log_name).stat().st_size and read_result(f) is not None]
-                if logs:
-                    runs.append(logs[0])
-                    labels.append(f"{METHODS.get(row, row)} ({logs[0].parent.name})")
-            if runs:
-                written.append(plot(runs, results_dir / f"{kind}_{task}.png", labels=labels))
+            logs: Dict[str, Path] = {}  # row -> log of its lowest seed (dicts keep order)
+            for run in runs:
+                log = run.folder(output) / log_name
+                if run.task == task and run.row not in logs and log.exists() and log.stat().st_size:
+                    logs[run.row] = log
+            if logs:
+                labels = [f"{METHODS.get(row, row)} ({log.parent.name})" for row, log in logs.items()]
+                written.append(plot(list(logs.values()), results_dir / f"{kind}_{task}.png",
+                                    labels=labels))
     return written
-
-
-def _seed(folder: Path) -> int:
-    try:
-        return int(folder.name[len("seed"):])
-    except ValueError:
-        return 1 << 30
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -497,9 +489,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"[{i}/{len(todo)}] {run.name}: dev {key} "
                   f"{'-' if dev is None else f'{dev:.4f}'}, test {key} "
                   f"{result['test'][key]:.4f} ({result['train_seconds']:.0f} s)", flush=True)
-    summary = summarize(gather(args.output), expected=everything, output=args.output)
+    finished = gather(args.output)
+    summary = summarize(finished, expected=everything, output=args.output)
     json_path, md_path = write_summary(summary, args.results)
-    for path in write_curves(args.output, args.results):
+    for path in write_curves(finished, args.output, args.results):
         print(f"wrote {path}")
     print(markdown(summary))
     print(f"wrote {json_path} and {md_path} ({summary['n_runs']} finished runs under "

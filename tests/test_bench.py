@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from test_training import spacy_train
+
 REPO = Path(__file__).parents[1]
 BENCH = REPO / "bench"
 
@@ -26,14 +28,9 @@ def _run(args, results: Path, timeout: int = 600) -> str:
     return proc.stdout
 
 
-def _train(config: Path, corpus: Path, out: Path, steps: int = 20) -> Path:
-    cmd = [sys.executable, "-m", "spacy", "train", str(config), "--output", str(out),
-           "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
-           "--training.max_steps", str(steps), "--training.max_epochs", "0",
-           "--training.eval_frequency", "10"]
-    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def _train(config: Path, corpus: Path, out: Path) -> Path:
+    result = spacy_train(str(config), corpus, out)  # an absolute config path is kept as is
+    assert result.returncode == 0, result.stderr[-3000:]
     return out / "model-best"
 
 
