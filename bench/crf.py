@@ -5,7 +5,9 @@ times of the NLL (forward, and forward + backward) and of Viterbi decoding.
     python bench/crf.py [--repeats 30] [--threads 1] [--quick]
 
 Batch 64, length 40 (rows of random lengths 20..40), 9 and 23 tags, no
-transition constraints (pytorch-crf has none). Writes bench/results/crf.json.
+transition constraints (pytorch-crf has none); Viterbi also for one sentence
+of 14 tokens (batch 1, serving one text: our numpy loop). Paths are also
+asserted identical for the single sentence. Writes bench/results/crf.json.
 """
 import argparse
 import statistics
@@ -58,12 +60,17 @@ def compare(n_tags: int, batch: int, length: int, repeats: int) -> dict:
             crf_loss().backward()
         return run
 
+    one_e, one_m = emissions[:1, :14].detach(), mask[:1, :14]
+    one_theirs = theirs.decode(one_e, one_m.to(torch.uint8))[0]
+    assert ours.decode(one_e, one_m)[0].tolist() == one_theirs, "Viterbi paths differ (batch 1)"
     with torch.no_grad():
         t = {
             "nll_ours": timed(lambda: ours.nll(emissions, tags, mask).sum(), repeats),
             "nll_pytorch_crf": timed(lambda: -theirs(emissions, tags, mask.to(torch.uint8)), repeats),
             "viterbi_ours": timed(lambda: ours.decode(emissions, mask), repeats),
             "viterbi_pytorch_crf": timed(lambda: theirs.decode(emissions, mask.to(torch.uint8)), repeats),
+            "viterbi_b1_ours": timed(lambda: ours.decode(one_e, one_m), repeats * 5),
+            "viterbi_b1_pytorch_crf": timed(lambda: theirs.decode(one_e, one_m.to(torch.uint8)), repeats * 5),
         }
     t["nll_fwd_bwd_ours"] = timed(nll_backward(lambda: ours.nll(emissions, tags, mask).sum()), repeats)
     t["nll_fwd_bwd_pytorch_crf"] = timed(
@@ -75,6 +82,7 @@ def compare(n_tags: int, batch: int, length: int, repeats: int) -> dict:
             "nll": round(t["nll_pytorch_crf"] / t["nll_ours"], 2),
             "nll_fwd_bwd": round(t["nll_fwd_bwd_pytorch_crf"] / t["nll_fwd_bwd_ours"], 2),
             "viterbi": round(t["viterbi_pytorch_crf"] / t["viterbi_ours"], 2),
+            "viterbi_b1": round(t["viterbi_b1_pytorch_crf"] / t["viterbi_b1_ours"], 2),
         },
     }
 
@@ -89,12 +97,12 @@ def main() -> int:
     repeats = 2 if args.quick else args.repeats
     rows = [compare(n, 64, 40, repeats) for n in (9, 23)]
     print(f"{'tags':>4} {'NLL ours ms':>12} {'NLL torchcrf':>13} {'x':>5} {'fwd+bwd x':>9} "
-          f"{'Viterbi ours ms':>16} {'Viterbi torchcrf':>17} {'x':>6}")
+          f"{'Viterbi ours ms':>16} {'Viterbi torchcrf':>17} {'x':>6} {'B=1 x':>6}")
     for r in rows:
         m, s = r["median_s"], r["speedup"]
         print(f"{r['n_tags']:>4} {m['nll_ours'] * 1e3:12.2f} {m['nll_pytorch_crf'] * 1e3:13.2f} "
               f"{s['nll']:5.1f} {s['nll_fwd_bwd']:9.1f} {m['viterbi_ours'] * 1e3:16.2f} "
-              f"{m['viterbi_pytorch_crf'] * 1e3:17.2f} {s['viterbi']:6.1f}")
+              f"{m['viterbi_pytorch_crf'] * 1e3:17.2f} {s['viterbi']:6.1f} {s['viterbi_b1']:6.1f}")
     write_json("crf", {"threads": args.threads, "repeats": repeats, "rows": rows,
                        "machine": machine()}, quick=args.quick)
     return 0

@@ -34,6 +34,7 @@ TASKS: Dict[str, Dict[str, Any]] = {
             "spans_chunks_f": 1.0, "spans_chunks_p": 0.0, "spans_chunks_r": 0.0,
             "spans_chunks_per_type": None,
             "ents_f": None, "ents_p": None, "ents_r": None, "ents_per_type": None,
+            "sents_f": None, "sents_p": None, "sents_r": None,
         },
     },
 }
@@ -46,6 +47,25 @@ ROWS: Dict[str, Dict[str, Any]] = {
     "at": {f"{ADV}.mode": "at"},
     "mat_random": {f"{ADV}.mode": "mat", f"{ADV}.replacement": "random"},
     "mat_similarity": {f"{ADV}.mode": "mat", f"{ADV}.replacement": "similarity"},
+    # control (not in the paper): AT's second pass with delta = 0, which
+    # separates the adversarial direction from the extra forward/backward pass
+    "at_noadv": {f"{ADV}.mode": "at", f"{ADV}.delta_word": 0.0, f"{ADV}.delta_char": 0.0},
+}
+# the same rows without pretrained vectors (random word embeddings, 100-d)
+NOVEC = {
+    "paths.vectors": None,
+    "components.mat_tagger.model.include_static_vectors": False,
+    "components.mat_tagger.model.word_width": 100,
+}
+
+# Extensions beyond the paper (MAT (similarity) plus one change each), for
+# both tasks: <task>_<name>.cfg; labelled as extensions in the results.
+EXTENSIONS: Dict[str, Dict[str, Any]] = {
+    "mat_entity": {f"{ADV}.entity_selection": 0.5},
+    "mat_rho15": {f"{ADV}.select_rate": 0.15},
+    "mat_rho30": {f"{ADV}.select_rate": 0.3},
+    "mat_case": {f"{ADV}.case_augmentation": 0.2},
+    "mat_unk": {f"{ADV}.mask_token": "unk"},
 }
 
 # Extra configs beyond the Table 1 grid: name -> (task, row, overrides).
@@ -73,6 +93,7 @@ EXTRA: Dict[str, Any] = {
             "ents_f": 0.5, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None,
             "spans_chunks_f": 0.5, "spans_chunks_p": 0.0, "spans_chunks_r": 0.0,
             "spans_chunks_per_type": None,
+            "sents_f": None, "sents_p": None, "sents_r": None,
         },
     }),
 }
@@ -96,6 +117,10 @@ def render(task: str, row: str, extra: Optional[Dict[str, Any]] = None,
 
 def all_configs() -> Dict[Path, str]:
     configs = {HERE / f"{task}_{row}.cfg": render(task, row) for task in TASKS for row in ROWS}
+    configs.update({HERE / f"{task}_{row}_novec.cfg": render(task, row, NOVEC, f"{task}_{row}_novec")
+                    for task in TASKS for row in ROWS})
+    configs.update({HERE / f"{task}_{name}.cfg": render(task, "mat_similarity", extra, f"{task}_{name}")
+                    for task in TASKS for name, extra in EXTENSIONS.items()})
     for name, (task, row, extra) in EXTRA.items():
         configs[HERE / f"{name}.cfg"] = render(task, row, extra, name=name)
     return configs

@@ -17,6 +17,8 @@ from torch import Tensor
 MODES = ("none", "at", "masking", "mat")
 REPLACEMENTS = ("similarity", "random")
 SOFTMAX_OVER = ("log_density", "density")
+CANDIDATES = ("train", "all")
+MASK_TOKENS = ("mask", "unk")
 NORM_EPS = 1e-6
 GRAD_EPS = 1e-12
 
@@ -28,8 +30,27 @@ class AdversarialSettings:
     mode: ``none`` (plain CRF loss), ``at`` (perturbed inputs), ``masking``
     (masked/replaced inputs, no perturbation) or ``mat`` (both).
     mu, sigma: Gaussian over the embedding distance for ``similarity``
-    substitutes; ``None`` means mu = 0 and sigma = the standard deviation of
-    the distances from the replaced word to the vocabulary.
+    substitutes, fixed values; ``None`` takes them per replaced word from its
+    distances to the candidates: mu = their ``mu_quantile`` quantile (0 when
+    ``mu_quantile`` is null, the pre-0.2 behaviour, which collapses onto the
+    nearest neighbour) and sigma = their ``sigma_quantile`` quantile minus mu
+    (their standard deviation when ``sigma_quantile`` is null).
+    candidates: ``train`` (the words seen in training) or ``all`` (every row
+    of the word table, pretrained-only words included).
+    exclude_case_variants: never substitute a word by one of its casing
+    variants ("GERMANY" for "Germany"): they share one pretrained vector, so
+    at distance 0 they took most of the similarity sampler's mass.
+    mask_context: whether MAT's masked/replaced words are also masked in the
+    contextual features' input (re-encoding those sentences); the paper's
+    eq. 7 keeps the contextual features η of the clean sentence (false).
+
+    Extensions (not in the paper; their defaults are the paper's MAT):
+    entity_selection: the rate at which the selected sentence's changed token
+    is drawn among its gold entity (non-O) tokens instead of all tokens.
+    mask_token: ``mask`` (the paper's ``<Mask>``) or ``unk`` (the ``<UNK>``
+    word id with the word's own characters: test time's unknown word).
+    case_augmentation: the share of sentences lowercased in the adversarial
+    pass (a tagger trained on cased text otherwise collapses on lowercase).
     softmax_over: ``log_density`` samples with probability proportional to the
     Gaussian density; ``density`` applies the softmax to the density values
     themselves (much flatter).
@@ -44,7 +65,16 @@ class AdversarialSettings:
     replacement: str = "similarity"
     mu: Optional[float] = None
     sigma: Optional[float] = None
+    mu_quantile: Optional[float] = None
+    sigma_quantile: Optional[float] = None
     softmax_over: str = "log_density"
+    candidates: str = "train"
+    exclude_case_variants: bool = True
+    mask_context: bool = False
+    # extensions beyond the paper (off = the paper's MAT)
+    entity_selection: float = 0.0
+    mask_token: str = "mask"
+    case_augmentation: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -56,6 +86,12 @@ class AdversarialSettings:
             (0 <= self.select_rate <= 1 and 0 <= self.mask_rate <= 1,
              "select_rate and mask_rate must be in [0, 1]"),
             (self.sigma is None or self.sigma > 0, "sigma must be > 0 (or null)"),
+            (all(q is None or 0 <= q <= 1 for q in (self.mu_quantile, self.sigma_quantile)),
+             "mu_quantile/sigma_quantile must be in [0, 1] (or null)"),
+            (self.candidates in CANDIDATES, f"candidates must be one of {CANDIDATES}"),
+            (0 <= self.entity_selection <= 1 and 0 <= self.case_augmentation <= 1,
+             "entity_selection and case_augmentation must be in [0, 1]"),
+            (self.mask_token in MASK_TOKENS, f"mask_token must be one of {MASK_TOKENS}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -88,10 +124,9 @@ def weighted_moments(table: Tensor, counts: Tensor) -> Tuple[Tensor, Tensor]:
     """Per-dimension mean and standard deviation of ``table`` rows ``[V, D]``
     weighted by ``counts`` ``[V]`` (uniform when all counts are zero)."""
     total = counts.sum()
-    if total > 0:
-        weights = (counts / total).to(table.dtype)
-    else:
-        weights = torch.full_like(counts, 1.0 / len(counts), dtype=table.dtype)
+    # chosen on the device: `if total > 0` would be a host sync every step
+    weights = torch.where(total > 0, counts / total.clamp(min=1e-30),
+                          torch.full_like(counts, 1.0 / len(counts))).to(table.dtype)
     mean = weights @ table
     var = weights @ (table - mean).pow(2)
     return mean, torch.sqrt(var + NORM_EPS)
@@ -120,48 +155,86 @@ class MaskingPlan(NamedTuple):
 
 
 def plan_masking(lengths: Tensor, select_rate: float, mask_rate: float,
-                 generator: Optional[torch.Generator] = None) -> MaskingPlan:
+                 generator: Optional[torch.Generator] = None,
+                 preferred: Optional[Tensor] = None, prefer_rate: float = 0.0) -> MaskingPlan:
     """Select each non-empty sentence with rate ``select_rate``; pick one token
-    uniformly in each; mask it with rate ``mask_rate``, else replace it."""
+    uniformly in each; mask it with rate ``mask_rate``, else replace it.
+
+    With ``preferred`` ``[B, L]`` bool and ``prefer_rate`` > 0, a selected
+    sentence that has preferred tokens (within its length) takes its token
+    uniformly among them at rate ``prefer_rate``."""
     device = lengths.device
     draw = lambda n: torch.rand(n, generator=generator, device=device)
     selected = (draw(len(lengths)) < select_rate) & (lengths > 0)
     rows = selected.nonzero(as_tuple=True)[0]
     positions = (draw(len(rows)) * lengths[rows]).long().clamp_max(lengths[rows] - 1)
     masked = draw(len(rows)) < mask_rate
+    if preferred is not None and prefer_rate > 0 and len(rows):
+        within = torch.arange(preferred.shape[1], device=device)[None, :] < lengths[rows][:, None]
+        pref = preferred[rows] & within
+        use = pref.any(dim=1) & (draw(len(rows)) < prefer_rate)
+        if bool(use.any()):
+            picks = torch.multinomial(pref[use].float(), 1, generator=generator).squeeze(1)
+            positions = positions.clone()
+            positions[use] = picks
     return MaskingPlan(rows, positions, masked)
 
 
 # -- substitute sampling ---------------------------------------------------------------
 
-def candidate_mask(vocab_size: int, originals: Tensor, n_special: int) -> Tensor:
-    """``[K, V]`` bool: every ordinary word except the original itself."""
+def candidate_mask(vocab_size: int, originals: Tensor, n_special: int,
+                   groups: Optional[Tensor] = None, query_groups: Optional[Tensor] = None) -> Tensor:
+    """``[K, V]`` bool: every ordinary word except the original itself (an
+    original id ``>= vocab_size``, outside the candidates, excludes nothing)
+    and, given ``groups`` ``[V]`` and ``query_groups`` ``[K]`` (e.g. the id of
+    each word's lowercase form), except the candidates in the original's group."""
     allowed = torch.ones(len(originals), vocab_size, dtype=torch.bool, device=originals.device)
     allowed[:, :n_special] = False
-    allowed[torch.arange(len(originals), device=originals.device), originals] = False
+    inside = (originals < vocab_size).nonzero(as_tuple=True)[0]
+    allowed[inside, originals[inside]] = False
+    if groups is not None and query_groups is not None:
+        allowed &= groups[None, :] != query_groups[:, None]
     return allowed
 
 
 def similarity_probs(vectors: Tensor, originals: Tensor, n_special: int, *,
                      mu: Optional[float] = None, sigma: Optional[float] = None,
-                     softmax_over: str = "log_density") -> Tensor:
+                     mu_quantile: Optional[float] = None, sigma_quantile: Optional[float] = None,
+                     softmax_over: str = "log_density",
+                     queries: Optional[Tensor] = None, groups: Optional[Tensor] = None,
+                     query_groups: Optional[Tensor] = None) -> Tensor:
     """``[K, V]`` substitute probabilities for words ``originals``.
 
-    s_ij is the Euclidean distance between the (un-normalised) vectors of
-    word i and candidate j; its score is the Gaussian N(s_ij; mu, sigma^2),
-    normalised over the candidates by a softmax over the log-density
-    (p ∝ density) or over the density values (see AdversarialSettings).
+    ``vectors`` ``[V, D]`` are the candidate words' (un-normalised) vectors;
+    ``queries`` ``[K, D]`` the replaced words' (default ``vectors[originals]``;
+    needed when an original is not among the candidates). s_ij is the
+    Euclidean distance between word i and candidate j; its score is the
+    Gaussian N(s_ij; mu_i, sigma_i^2), normalised over the candidates by a
+    softmax over the log-density (p ∝ density) or over the density values
+    (see AdversarialSettings). ``groups``/``query_groups``: see
+    :func:`candidate_mask`.
+
+    mu_i: ``mu`` if given, else the ``mu_quantile`` quantile of row i's
+    distances to the candidates, else 0. sigma_i: ``sigma`` if given, else
+    (with ``sigma_quantile``) the ``sigma_quantile`` quantile of row i's
+    distances minus mu_i, else the standard deviation of row i's distances.
     """
     vectors = vectors.detach()
-    dist = torch.cdist(vectors[originals], vectors)  # [K, V]
-    allowed = candidate_mask(vectors.shape[0], originals, n_special)
+    queries = vectors[originals] if queries is None else queries.detach()
+    dist = torch.cdist(queries, vectors)  # [K, V]
+    allowed = candidate_mask(vectors.shape[0], originals, n_special, groups, query_groups)
+    masked_dist = dist.masked_fill(~allowed, float("nan"))
     mu_t = torch.zeros(len(originals), 1, dtype=dist.dtype, device=dist.device)
     if mu is not None:
         mu_t += mu
+    elif mu_quantile is not None and len(originals):
+        mu_t = torch.nanquantile(masked_dist, mu_quantile, dim=1, keepdim=True)
     if sigma is not None:
         sigma_t = torch.full_like(mu_t, sigma)
+    elif sigma_quantile is not None and len(originals):
+        upper = torch.nanquantile(masked_dist, sigma_quantile, dim=1, keepdim=True)
+        sigma_t = (upper - mu_t).clamp_min(GRAD_EPS)
     else:
-        masked_dist = dist.masked_fill(~allowed, float("nan"))
         sigma_t = _nanstd(masked_dist).clamp_min(GRAD_EPS)[:, None]
     log_density = (-0.5 * ((dist - mu_t) / sigma_t).pow(2) - torch.log(sigma_t)
                    - 0.5 * torch.log(torch.tensor(2 * torch.pi, dtype=dist.dtype)))
@@ -169,9 +242,18 @@ def similarity_probs(vectors: Tensor, originals: Tensor, n_special: int, *,
     return torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=1)
 
 
-def random_probs(vocab_size: int, originals: Tensor, n_special: int, dtype=torch.float32) -> Tensor:
-    """``[K, V]`` uniform probabilities over the ordinary words but the original."""
-    allowed = candidate_mask(vocab_size, originals, n_special).to(dtype)
+def effective_support(probs: Tensor) -> Tensor:
+    """``exp(entropy)`` of each row of ``probs`` ``[K, V]``: the number of
+    equally likely substitutes that would have the same entropy."""
+    logp = torch.where(probs > 0, probs.log(), torch.zeros_like(probs))
+    return torch.exp(-(probs * logp).sum(dim=1))
+
+
+def random_probs(vocab_size: int, originals: Tensor, n_special: int, dtype=torch.float32,
+                 groups: Optional[Tensor] = None, query_groups: Optional[Tensor] = None) -> Tensor:
+    """``[K, V]`` uniform probabilities over the ordinary words but the
+    original (and its group, see :func:`candidate_mask`)."""
+    allowed = candidate_mask(vocab_size, originals, n_special, groups, query_groups).to(dtype)
     return allowed / allowed.sum(dim=1, keepdim=True)
 
 

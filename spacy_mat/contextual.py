@@ -26,6 +26,7 @@ first; the glue (:class:`FrozenTransformer`, the thinc layer) after.
 import hashlib
 import io
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -49,33 +50,36 @@ UNSET_MESSAGE = (f"{LAYER_NAME}: no transformer given (name is null): set "
 
 # -- pure functions ---------------------------------------------------------------
 
-def pool_wordpieces(hidden: Tensor, word_index: Tensor, n_words: int, pooling: str = "mean") -> Tensor:
+def pool_wordpieces(hidden: Tensor, word_index: Tensor, n_words: int, pooling: str = "mean",
+                    check: bool = True) -> Tensor:
     """Token vectors from wordpiece vectors.
 
     ``hidden`` is ``[P, ...]`` (one row per wordpiece), ``word_index`` ``[P]``
     the token each piece belongs to (-1 for special and padding pieces).
     Returns ``[n_words, ...]``: the mean of each token's pieces, or its first
-    piece. Every token must have at least one piece.
+    piece. Every token must have at least one piece (``check``: raise
+    otherwise; reading the check's result is a host sync on an accelerator).
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-    valid = word_index >= 0
-    idx = word_index[valid]
-    rows = hidden[valid]
-    counts = torch.zeros(n_words, dtype=torch.long, device=hidden.device)
+    # pieces of no token go to a spare row n_words (no boolean indexing,
+    # whose data-dependent size would be a host sync on an accelerator)
+    idx = torch.where(word_index >= 0, word_index, n_words)
+    counts = torch.zeros(n_words + 1, dtype=torch.long, device=hidden.device)
     counts.index_add_(0, idx, torch.ones_like(idx))
-    if bool((counts == 0).any()):
+    counts = counts[:n_words]
+    if check and bool((counts == 0).any()):
         missing = (counts == 0).nonzero().flatten().tolist()
         raise ValueError(f"pool_wordpieces: tokens {missing} have no wordpiece")
     if pooling == "mean":
-        out = hidden.new_zeros((n_words, *hidden.shape[1:]))
-        out.index_add_(0, idx, rows)
+        out = hidden.new_zeros((n_words + 1, *hidden.shape[1:]))
+        out.index_add_(0, idx, hidden)
         shape = (n_words,) + (1,) * (hidden.dim() - 1)
-        return out / counts.reshape(shape).to(hidden.dtype)
-    positions = valid.nonzero().flatten()
-    first = torch.full((n_words,), hidden.shape[0], dtype=torch.long, device=hidden.device)
+        return out[:n_words] / counts.reshape(shape).to(hidden.dtype)
+    positions = torch.arange(hidden.shape[0], device=hidden.device)
+    first = torch.full((n_words + 1,), hidden.shape[0], dtype=torch.long, device=hidden.device)
     first.scatter_reduce_(0, idx, positions, reduce="amin")
-    return hidden[first]
+    return hidden[first[:n_words]]
 
 
 def plan_windows(piece_counts: Sequence[int], max_pieces: int) -> List[Tuple[int, int]]:
@@ -119,12 +123,15 @@ def sequence_key(tokens: Sequence[str], salt: str = "") -> str:
 
 
 def pad_features(features: Sequence[Tensor], device: Optional[torch.device] = None) -> Tensor:
-    """``[B, L, ...]`` zero-padded batch of per-sequence ``[n_b, ...]`` features."""
+    """``[B, L, ...]`` zero-padded batch of per-sequence ``[n_b, ...]`` features,
+    built on ``device`` (default: the first feature's); host features are
+    uploaded asynchronously."""
     n_max = max(f.shape[0] for f in features)
-    out = features[0].new_zeros((len(features), n_max, *features[0].shape[1:]))
+    device = features[0].device if device is None else torch.device(device)
+    out = features[0].new_zeros((len(features), n_max, *features[0].shape[1:]), device=device)
     for b, f in enumerate(features):
-        out[b, : f.shape[0]] = f
-    return out if device is None else out.to(device)
+        out[b, : f.shape[0]] = f.to(device, non_blocking=True)
+    return out
 
 
 # -- the frozen encoder -------------------------------------------------------------
@@ -135,10 +142,11 @@ class CacheStats:
     misses: int = 0
     disk_hits: int = 0
     uncached: int = 0  # sequences computed with the cache bypassed (e.g. MAT's corrupted ones)
+    evicted: int = 0  # entries dropped by the LRU size limit
 
     def to_dict(self) -> Dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "disk_hits": self.disk_hits,
-                "uncached": self.uncached}
+                "uncached": self.uncached, "evicted": self.evicted}
 
 
 @dataclass
@@ -151,8 +159,13 @@ class ContextSettings:
     cache_dir: Optional[str] = None
     max_length: int = 512
     batch_size: int = 32
+    cache_size: int = 100_000
+    cache_inference: Optional[bool] = None
 
     def __post_init__(self) -> None:
+        if self.cache_size < 0:
+            raise ValueError(f"{LAYER_NAME}: cache_size must be >= 0 (0 = no in-memory cache), "
+                             f"got {self.cache_size}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"{LAYER_NAME}: pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.mix not in MIXES:
@@ -177,8 +190,11 @@ class FrozenTransformer:
         self.files: Dict[str, bytes] = {}
         self.fingerprint = ""
         self.fixed_mix: Optional[ScalarMix] = None
-        self.cache: Dict[str, Tensor] = {}
+        self.cache: "OrderedDict[str, Tensor]" = OrderedDict()  # LRU: most recent last
         self.stats = CacheStats()
+        # set by the layer's initialize(): this process is a training run, whose
+        # evaluations may reuse the cache; a pipeline loaded from disk is not
+        self.initialized_here = False
 
     # -- loading and packing --
     @property
@@ -277,23 +293,54 @@ class FrozenTransformer:
         return int(min(limits))
 
     # -- features --
-    def features(self, sequences: Sequence[Sequence[str]], use_cache: Optional[bool] = None) -> List[Tensor]:
-        """Per-sequence features (CPU float32 tensors), from the cache where possible."""
+    def uses_cache(self, is_train: bool) -> bool:
+        """Whether a call reads and fills the cache: in training when
+        ``cache``; in prediction per ``cache_inference``, whose default (None)
+        caches prediction only in the process that ran ``initialize()`` (a
+        training run, whose dev evaluations repeat the same sentences) and
+        never in a pipeline loaded from disk, so that a service's memory does
+        not grow with the number of texts it has seen."""
+        s = self.settings
+        if not s.cache:
+            return False
+        if is_train:
+            return True
+        return self.initialized_here if s.cache_inference is None else s.cache_inference
+
+    def _remember(self, key: str, feats: Tensor) -> None:
+        if self.settings.cache_size <= 0:
+            return
+        self.cache[key] = feats
+        self.cache.move_to_end(key)
+        while len(self.cache) > self.settings.cache_size:
+            self.cache.popitem(last=False)
+            self.stats.evicted += 1
+
+    def features(self, sequences: Sequence[Sequence[str]], use_cache: Optional[bool] = None,
+                 device: Optional[torch.device] = None) -> List[Tensor]:
+        """Per-sequence features, from the cache where possible (``use_cache``
+        None: the ``cache`` setting). Cached and cache-bound features are
+        float32 CPU tensors; without the cache they stay on ``device`` (the
+        encoder's by default), never copied to the host."""
         self._require()
         use_cache = self.settings.cache if use_cache is None else use_cache
         if not use_cache:
             self.stats.uncached += len(sequences)
-            return self.encode(sequences)
+            if device is None or torch.device(device).type == "cpu":
+                return self.encode(sequences)
+            return self._encode(sequences, torch.device(device))
         out: List[Optional[Tensor]] = [None] * len(sequences)
         todo: Dict[str, List[int]] = {}
         for i, seq in enumerate(sequences):
             key = sequence_key(seq)
             hit = self.cache.get(key)
-            if hit is None and self.settings.cache_dir:
+            if hit is not None:
+                self.cache.move_to_end(key)
+            elif self.settings.cache_dir:
                 hit = self._disk_get(seq)
                 if hit is not None:
                     self.stats.disk_hits += 1
-                    self.cache[key] = hit
+                    self._remember(key, hit)
             if hit is not None:
                 self.stats.hits += 1
                 out[i] = hit.clone()
@@ -304,7 +351,7 @@ class FrozenTransformer:
             self.stats.misses += len(keys)
             fresh = self.encode([sequences[todo[k][0]] for k in keys])
             for key, feats in zip(keys, fresh):
-                self.cache[key] = feats
+                self._remember(key, feats)
                 if self.settings.cache_dir:
                     self._disk_put(sequences[todo[key][0]], feats)
                 for i in todo[key]:
@@ -337,7 +384,11 @@ class FrozenTransformer:
                               return_tensors="pt")
 
     def encode(self, sequences: Sequence[Sequence[str]]) -> List[Tensor]:
-        """Fresh features (no cache) of non-empty token sequences."""
+        """Fresh features (no cache) of non-empty token sequences, as CPU tensors."""
+        return self._encode(sequences, torch.device("cpu"))
+
+    def _encode(self, sequences: Sequence[Sequence[str]], out_device: torch.device) -> List[Tensor]:
+        """:meth:`encode` with the features left on ``out_device``."""
         self._require()
         tok = self.tokenizer
         sequences = [list(seq) for seq in sequences]
@@ -356,23 +407,25 @@ class FrozenTransformer:
         order = sorted(range(len(windows)), key=lambda j: windows[j][2] - windows[j][1])
         results: Dict[int, List[Tensor]] = {b: [] for b in range(len(sequences))}
         pooled: Dict[int, Tensor] = {}
-        device = next(self.model.parameters()).device
+        model_device = next(self.model.parameters()).device
         size = self.settings.batch_size
         with torch.no_grad():
             for start in range(0, len(order), size):
                 chunk = order[start: start + size]
                 words = [sequences[windows[j][0]][windows[j][1]: windows[j][2]] for j in chunk]
                 inputs = self.tokenize(words)
-                hidden = self.model(**{k: v.to(device) for k, v in inputs.items()},
+                hidden = self.model(**{k: v.to(model_device, non_blocking=True) for k, v in inputs.items()},
                                     output_hidden_states=True).hidden_states
                 stack = torch.stack(hidden, dim=2).float()  # [b, P, K, D]
                 if self.fixed_mix is not None:
                     stack = self.fixed_mix.to(stack.device)(stack)  # [b, P, D]
                 for row, j in enumerate(chunk):
+                    # every word has a piece (checked above), so pooling need
+                    # not check on the device (a host sync per row)
                     index = torch.tensor([-1 if w is None else w for w in inputs.word_ids(row)],
-                                         dtype=torch.long, device=stack.device)
+                                         dtype=torch.long).to(stack.device, non_blocking=True)
                     pooled[j] = pool_wordpieces(stack[row], index, len(words[row]),
-                                                self.settings.pooling).cpu()
+                                                self.settings.pooling, check=False).to(out_device)
         for j, (b, _, _) in enumerate(windows):  # windows are in sentence order
             results[b].append(pooled[j])
         return [torch.cat(results[b], dim=0).contiguous() for b in range(len(sequences))]
@@ -400,6 +453,8 @@ def transformer_features(
     cache_dir: Optional[str] = None,
     max_length: int = 512,
     batch_size: int = 32,
+    cache_size: int = 100_000,
+    cache_inference: Optional[bool] = None,
 ) -> Model[List[List[str]], List[Tensor]]:
     """Frozen-transformer token features for ``spacy_mat.CharCNNBiLSTMCRF.v1``'s
     ``context`` argument.
@@ -411,14 +466,21 @@ def transformer_features(
         computed here: ELMo-fixed) or "trainable" (softmax-normalised scalars
         times gamma, learned in the tagger's network).
     layer_weights: one positive weight per hidden layer, or null = equal.
-    cache: keep features per sentence in memory (keyed by the token strings);
-        cache_dir: also on disk, keyed by the model fingerprint.
+    cache: keep features per sentence in memory (keyed by the token strings)
+        in training; cache_dir: also on disk, keyed by the model fingerprint.
+    cache_size: most sentences kept in memory (least recently used dropped
+        first; 0 = none in memory).
+    cache_inference: whether prediction uses the cache too; null = only in
+        the process that ran initialize() (a training run's evaluations), never
+        in a pipeline loaded from disk (a service: memory does not grow with
+        the texts it has tagged).
     max_length: wordpieces per encoder window (longer sentences are split into
         consecutive word windows); batch_size: windows per encoder call.
     """
     settings = ContextSettings(name=name, pooling=pooling, mix=mix, layer_weights=layer_weights,
                                cache=cache, cache_dir=cache_dir, max_length=max_length,
-                               batch_size=batch_size)
+                               batch_size=batch_size, cache_size=cache_size,
+                               cache_inference=cache_inference)
     return Model(LAYER_NAME, _forward, init=_init,
                  attrs={"encoder": FrozenTransformer(settings)})
 
@@ -432,11 +494,13 @@ def _init(model: Model, X: Any = None, Y: Any = None) -> Model:
     if encoder.settings.name is None:
         raise ValueError(UNSET_MESSAGE)
     encoder.load(encoder.settings.name)
+    encoder.initialized_here = True
     return model
 
 
 def _forward(model: Model, X: Sequence[Sequence[str]], is_train: bool) -> Tuple[List[Tensor], Callable]:
-    feats = get_encoder(model).features(X)
+    encoder = get_encoder(model)
+    feats = encoder.features(X, use_cache=encoder.uses_cache(is_train))
 
     def backprop(dY: Any) -> List[Any]:
         return []  # frozen: no gradient to the encoder or the token strings
@@ -454,14 +518,18 @@ def context_hparams(model: Model) -> Dict[str, Any]:
 
 
 def context_batch(model: Model, sequences: Sequence[Sequence[str]], device: torch.device,
-                  overrides: Optional[Mapping[int, Sequence[str]]] = None) -> Tensor:
-    """Padded features ``[B, L, ...]`` of ``sequences``; rows in ``overrides``
-    (MAT's corrupted sentences) are recomputed from their new token strings,
-    bypassing the cache."""
+                  overrides: Optional[Mapping[int, Sequence[str]]] = None,
+                  is_train: bool = True) -> Tensor:
+    """Padded features ``[B, L, ...]`` of ``sequences`` on ``device``; rows in
+    ``overrides`` (MAT's corrupted sentences) are recomputed from their new
+    token strings, bypassing the cache. ``is_train``: a training step (the
+    cache is used when ``cache``) or a prediction (see
+    :meth:`FrozenTransformer.uses_cache`)."""
     encoder = get_encoder(model)
-    feats = encoder.features(sequences)
+    feats = encoder.features(sequences, use_cache=encoder.uses_cache(is_train), device=device)
     if overrides:
         rows = sorted(overrides)
-        for row, f in zip(rows, encoder.features([overrides[r] for r in rows], use_cache=False)):
+        fresh = encoder.features([overrides[r] for r in rows], use_cache=False, device=device)
+        for row, f in zip(rows, fresh):
             feats[row] = f
     return pad_features(feats, device)

@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", "-o", default=None, help="write the scores to this JSON file")
     parser.add_argument("--gpu-id", "-g", type=int, default=-1, help="GPU id, -1 for CPU")
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--displacy-path", "-dp", default=None,
+                        help="folder for displaCy pages of the predictions (entities.html, spans-KEY.html)")
+    parser.add_argument("--displacy-limit", "-dl", type=int, default=25,
+                        help="number of sentences in the displaCy pages")
     return parser
 
 
@@ -110,6 +114,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     print(f"{args.model} on {data}")
     print(format_scores(scores))
+    if args.displacy_path:
+        from .readers import SentenceCorpus
+        from .visualize import write_displacy
+
+        examples = SentenceCorpus(data)(nlp)
+        for page in write_displacy(nlp, (eg.reference for eg in examples), args.displacy_path,
+                                   args.displacy_limit):
+            print(f"wrote {page}")
     if args.output:
         output = Path(args.output)
         output.parent.mkdir(parents=True, exist_ok=True)

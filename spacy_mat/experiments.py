@@ -4,6 +4,8 @@
         [--tasks ner chunk] [--seeds 0 1 2 3 4] [--data-dir corpus]
         [--output runs] [--results results] [--max-epochs N] [--max-steps N]
         [--patience N] [--shard I/N] [--gpu-id G] [--threads T]
+        [--ray [ADDRESS] [--cpus-per-run C] [--gpus-per-run G] [--max-retries N]
+         [--keep-models] [--ray-cpus N]]
         [--list | --summary-only] [-- extra `spacy train` overrides]
 
 Every run trains ``configs/<task>_<row>.cfg`` with one seed as its own
@@ -24,6 +26,9 @@ overrides) is an error rather than being mixed into the table (use another
 (1-based), so N machines given the same arguments and shards 1/N ... N/N
 share the grid without overlap. Copy their ``<output>`` folders together
 (they do not overlap) and run ``--summary-only`` to tabulate everything.
+``--ray [ADDRESS]`` instead runs every unfinished run as a Ray task on a local
+Ray instance or a cluster, with retries, and brings the run folders back here
+(``spacy_mat/ray_runner.py``, docs/scaling.md).
 
 After the runs (or with ``--summary-only``), every ``result.json`` under
 ``<output>`` is gathered into ``<results>/summary.json`` and a markdown table
@@ -52,11 +57,35 @@ METHODS: Dict[str, str] = {
     "at": "AT",
     "mat_random": "MAT (random)",
     "mat_similarity": "MAT (similarity)",
+    "at_noadv": "AT, δ = 0 (control)",
+    # extensions beyond the paper (configs/<task>_mat_<x>.cfg)
+    "mat_entity": "MAT+ entity-aware selection (ext.)",
+    "mat_rho15": "MAT+ ρ = 0.15 (ext.)",
+    "mat_rho30": "MAT+ ρ = 0.3 (ext.)",
+    "mat_case": "MAT+ case augmentation (ext.)",
+    "mat_unk": "MAT+ <UNK> masking (ext.)",
 }
 TASKS: Dict[str, str] = {"ner": "NER", "chunk": "Chunking"}
 DEFAULT_SEEDS = [0, 1, 2, 3, 4]
 RESULT = "result.json"
 BUDGET_KEYS = ("max_epochs", "max_steps", "patience")
+DEFAULT_VECTORS = "vectors/glove-6b-50d"
+
+
+def vectors_name(config: Path, vectors: Optional[str]) -> str:
+    """What a run's word table starts from: the vectors folder's name (e.g.
+    ``glove-6b-50d``), or ``none`` for a config without static vectors."""
+    from thinc.api import Config
+
+    model = Config().from_disk(config, interpolate=False)["components"]["mat_tagger"]["model"]
+    if not model.get("include_static_vectors") or not vectors:
+        return "none"
+    return Path(vectors).name
+
+
+def vectors_overrides(config: Path, vectors: Optional[str]) -> List[str]:
+    """``--paths.vectors`` for configs that read static vectors."""
+    return ["--paths.vectors", str(vectors)] if vectors_name(config, vectors) != "none" else []
 
 
 @dataclass(frozen=True, order=True)
@@ -196,6 +225,7 @@ class Settings:
     gpu_id: int = -1
     threads: int = 0
     extra: Tuple[str, ...] = ()
+    vectors: Optional[str] = DEFAULT_VECTORS
 
 
 def run_one(run: Run, settings: Settings) -> Dict[str, Any]:
@@ -215,6 +245,7 @@ def run_one(run: Run, settings: Settings) -> Dict[str, Any]:
                  "--paths.dev", str(corpus / "dev.spacy"),
                  "--system.seed", str(run.seed), "--gpu-id", str(settings.gpu_id),
                  *budget_overrides(settings.budget),
+                 *vectors_overrides(run.config(settings.configs_dir), settings.vectors),
                  *log_overrides(run.config(settings.configs_dir), folder), *settings.extra]
     code, train_s = _call(train_cmd, folder / "train.log", env)
     model = folder / "training" / "model-best"
@@ -234,6 +265,7 @@ def run_one(run: Run, settings: Settings) -> Dict[str, Any]:
     result = {
         "task": run.task, "row": run.row, "method": METHODS.get(run.row, run.row),
         "seed": run.seed, "config": str(run.config(settings.configs_dir)),
+        "vectors": vectors_name(run.config(settings.configs_dir), settings.vectors),
         "budget": settings.budget, "extra_overrides": list(settings.extra),
         "train_command": " ".join(train_cmd),
         "score_key": score_key,
@@ -304,17 +336,45 @@ def summarize(results: Iterable[Dict[str, Any]], expected: Sequence[Run] = (),
                 "test_f": test, "test_f_mean": mean, "test_f_std": std,
                 "dev_f_mean": dev_mean, "dev_f_std": dev_std,
                 "budgets": sorted({budget_label(r["budget"]) for r in runs}),
+                "vectors": sorted({r.get("vectors", "none") for r in runs}),
                 "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in runs),
             }
         rows.append(entry)
     return {
         "runs_dir": str(output) if output is not None else None,
         "n_runs": len(results),
+        "paired": paired_comparisons(results),
         "missing": [run.name for run in expected if (run.task, run.row, run.seed) not in done],
         "rows": rows,
         "note": "F scores are fractions (spaCy's); std is the sample standard deviation "
                 "over seeds (null with one seed).",
     }
+
+
+# (row, minus row): the paired per-seed differences the summary reports
+PAIRS = [("at", "baseline"), ("mat_similarity", "at"), ("mat_similarity", "baseline"),
+         ("mat_random", "at"), ("at_noadv", "baseline"), ("at", "at_noadv")]
+
+
+def paired_comparisons(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per task and pair of rows in :data:`PAIRS`, over the seeds both have:
+    the test F1 differences, their mean, and how many seeds agree in sign
+    with the mean (a difference of exactly 0 agrees with neither sign)."""
+    by_key = {(r["task"], r["row"], r["seed"]): r["test"][r["score_key"]] for r in results}
+    out = []
+    for task in TASKS:
+        for row, other in PAIRS:
+            seeds = sorted(seed for (t, r, seed) in by_key
+                           if t == task and r == row and (task, other, seed) in by_key)
+            if not seeds:
+                continue
+            diffs = [by_key[(task, row, s)] - by_key[(task, other, s)] for s in seeds]
+            mean = statistics.fmean(diffs)
+            sign = (mean > 0) - (mean < 0)
+            out.append({"task": task, "row": row, "minus": other, "seeds": seeds,
+                        "diffs": diffs, "mean_diff": mean,
+                        "seeds_agreeing": sum(1 for d in diffs if sign and (d > 0) - (d < 0) == sign)})
+    return out
 
 
 def _cell(stats: Optional[Dict[str, Any]]) -> str:
@@ -341,6 +401,20 @@ def markdown(summary: Dict[str, Any]) -> str:
     lines.append("")
     lines.append("Test F1 in %, mean ± sample standard deviation over seeds "
                  "(conlleval-style span F1, model-best on dev).")
+    vectors = sorted({v for row in summary["rows"] for task in TASKS if row.get(task)
+                      for v in row[task].get("vectors", [])})
+    if vectors:
+        lines.append(f"Word vectors: {', '.join(vectors)}.")
+    if summary.get("paired"):
+        lines += ["", "Paired by seed (test F1 difference in points; seeds agreeing in sign "
+                  "with the mean / seeds compared):", "",
+                  "| Task | Comparison | Mean difference | Seeds agreeing | Per seed |",
+                  "| --- | --- | ---: | :---: | --- |"]
+        for pair in summary["paired"]:
+            name = f"{METHODS.get(pair['row'], pair['row'])} − {METHODS.get(pair['minus'], pair['minus'])}"
+            per_seed = ", ".join(f"{d * 100:+.2f}" for d in pair["diffs"])
+            lines.append(f"| {TASKS[pair['task']]} | {name} | {pair['mean_diff'] * 100:+.2f} | "
+                         f"{pair['seeds_agreeing']}/{len(pair['seeds'])} | {per_seed} |")
     if summary["missing"]:
         lines.append(f"Missing runs ({len(summary['missing'])}): "
                      + ", ".join(summary["missing"]) + ".")
@@ -414,11 +488,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and evaluation")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads per run (OMP/MKL; 0 = library default)")
+    parser.add_argument("--vectors", default=DEFAULT_VECTORS,
+                        help="vectors folder for the configs that use static vectors "
+                        "(python -m spacy_mat vectors; default %(default)s)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--list", action="store_true", help="list this shard's runs and exit")
     mode.add_argument("--summary-only", action="store_true",
                       help="train nothing; tabulate the finished runs under --output")
     parser.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
+    from .ray_runner import add_arguments as add_ray_arguments  # --ray and its options
+
+    add_ray_arguments(parser)
     return parser
 
 
@@ -437,12 +517,16 @@ def _check_inputs(runs: Sequence[Run], settings: Settings) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .ray_runner import check_arguments as check_ray_arguments
+
+    check_ray_arguments(parser, args)  # --ray: Ray installed, resources valid (else exit 2)
     budget = {"max_epochs": args.max_epochs, "max_steps": args.max_steps,
               "patience": args.patience}
     settings = Settings(data_dir=args.data_dir, configs_dir=args.configs_dir, output=args.output,
                         budget=budget, gpu_id=args.gpu_id, threads=args.threads,
-                        extra=tuple(args.extra))
+                        extra=tuple(args.extra), vectors=args.vectors)
     everything = plan(args.tasks, args.rows, args.seeds)
     mine = shard(everything, *args.shard)
     shard_text = f"shard {args.shard[0]}/{args.shard[1]}: " if args.shard[1] > 1 else ""
@@ -474,6 +558,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         todo = [run for run in mine if read_result(run.folder(args.output)) is None]
         print(f"{shard_text}{len(mine)} runs, {len(mine) - len(todo)} already finished "
               f"(skipped), {len(todo)} to train; budget: {budget_label(budget)}", flush=True)
+        if args.ray is not None:  # the runs as Ray tasks (spacy_mat/ray_runner.py)
+            from .ray_runner import run_from_args as run_on_ray
+
+            failed, todo = run_on_ray(todo, settings, args), []
         for i, run in enumerate(todo, 1):
             folder = run.folder(args.output)
             print(f"[{i}/{len(todo)}] {run.name}: training -> {folder} "

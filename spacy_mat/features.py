@@ -32,6 +32,13 @@ class IndexTables:
     ``word_counts[i]`` is how often entry i was seen in training (tokens
     below ``min_freq`` are counted under ``<UNK>``); these counts weight the
     embedding normalisation.
+
+    The first ``n_trained`` entries are the specials and the training words;
+    entries after them (``extra_words``, e.g. words that only have a
+    pretrained vector) have count 0. With ``fallbacks``, a token whose key is
+    not in the table is looked up lowercased, then lowercased with digits
+    normalised (see :func:`spacy_mat.vectors.lookup_keys`), before ``<UNK>``:
+    "Merkel", unseen in training, gets the row of GloVe's "merkel".
     """
 
     def __init__(
@@ -44,8 +51,12 @@ class IndexTables:
         lowercase: bool = False,
         normalize_digits: bool = False,
         max_word_length: int = 50,
+        n_trained: Optional[int] = None,
+        fallbacks: bool = False,
     ):
         self.words = list(words)
+        self.n_trained = len(self.words) if n_trained is None else n_trained
+        self.fallbacks = fallbacks
         self.chars = list(chars)
         self.word_counts = list(word_counts or [0] * len(self.words))
         self.char_counts = list(char_counts or [0] * len(self.chars))
@@ -66,6 +77,7 @@ class IndexTables:
         normalize_digits: bool = False,
         max_word_length: int = 50,
         extra_words: Iterable[str] = (),
+        fallbacks: bool = False,
     ) -> "IndexTables":
         """Build tables from training token sequences.
 
@@ -88,6 +100,7 @@ class IndexTables:
             else:
                 counts[UNK_ID] += count
         known = set(words)
+        n_trained = len(words)
         for word in extra_words:
             key = tables.word_key(word)
             if key not in known:
@@ -97,7 +110,19 @@ class IndexTables:
         chars = list(SPECIALS) + sorted(char_freq)
         char_counts = [0, 0, 0] + [char_freq[c] for c in chars[3:]]
         return cls(words, counts, chars, char_counts, lowercase=lowercase,
-                   normalize_digits=normalize_digits, max_word_length=max_word_length)
+                   normalize_digits=normalize_digits, max_word_length=max_word_length,
+                   n_trained=n_trained, fallbacks=fallbacks)
+
+    def case_groups(self) -> np.ndarray:
+        """``[len(words)]`` int64: the same id for entries with the same
+        lowercase form (casing variants of one word), computed once."""
+        groups = getattr(self, "_case_groups", None)
+        if groups is None or len(groups) != len(self.words):
+            ids: Dict[str, int] = {}
+            groups = np.fromiter((ids.setdefault(w.lower(), len(ids)) for w in self.words),
+                                 dtype=np.int64, count=len(self.words))
+            self._case_groups = groups
+        return groups
 
     def word_key(self, text: str) -> str:
         """The form under which a token is looked up in the word table."""
@@ -108,7 +133,18 @@ class IndexTables:
         return text
 
     def word_id(self, text: str) -> int:
-        return self._word_index.get(self.word_key(text), UNK_ID)
+        key = self.word_key(text)
+        found = self._word_index.get(key)
+        if found is not None:
+            return found
+        if self.fallbacks:
+            lower = key.lower()
+            found = self._word_index.get(lower)
+            if found is None:
+                found = self._word_index.get(_DIGITS.sub("0", lower))
+            if found is not None:
+                return found
+        return UNK_ID
 
     def char_ids(self, text: str) -> np.ndarray:
         """Character ids of one token (cached per token string)."""
@@ -145,13 +181,16 @@ class IndexTables:
             "chars": self.chars, "char_counts": self.char_counts,
             "lowercase": self.lowercase, "normalize_digits": self.normalize_digits,
             "max_word_length": self.max_word_length,
+            "n_trained": self.n_trained, "fallbacks": self.fallbacks,
         }
 
     @classmethod
     def from_dict(cls, msg: dict) -> "IndexTables":
         return cls(msg["words"], msg["word_counts"], msg["chars"], msg["char_counts"],
                    lowercase=msg["lowercase"], normalize_digits=msg["normalize_digits"],
-                   max_word_length=msg["max_word_length"])
+                   max_word_length=msg["max_word_length"],
+                   # tables saved before pretrained-only rows existed: all trained
+                   n_trained=msg.get("n_trained"), fallbacks=msg.get("fallbacks", False))
 
     def __len__(self) -> int:
         return len(self.words)

@@ -5,7 +5,7 @@ Knows nothing of spaCy or thinc: it takes padded id tensors and returns
 emission scores, losses and best paths.
 """
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -22,31 +22,76 @@ class NormalizedEmbedding(nn.Module):
     """Embedding table whose rows are normalised on the fly with the
     frequency-weighted mean and variance of the table (per dimension), as in
     Miyato et al. (2017). ``freq`` (a persistent buffer) holds the training
-    frequencies; with all-zero counts the weighting is uniform."""
+    frequencies; with all-zero counts the weighting is uniform.
+
+    Only the first ``n_trainable`` rows are a parameter (``weight``); the
+    rest (``fixed``, a persistent buffer) get no gradient and no optimizer
+    state: with 400,000 pretrained-only GloVe rows, a dense gradient and Adam
+    over all of them would cost as much as the rest of the step. The moments
+    are taken over the first ``n_counted`` rows (the rows with training
+    counts; the others weigh 0 anyway), so their gradient stays small too.
+    """
 
     def __init__(self, n_rows: int, width: int, counts: Optional[Sequence[int]] = None,
-                 normalize: bool = True):
+                 normalize: bool = True, n_trainable: Optional[int] = None,
+                 n_counted: Optional[int] = None):
         super().__init__()
+        n_trainable = n_rows if n_trainable is None else n_trainable
+        if not 0 < n_trainable <= n_rows:
+            raise ValueError(f"NormalizedEmbedding: n_trainable={n_trainable} not in [1, {n_rows}]")
         bound = math.sqrt(3.0 / width)
-        self.weight = nn.Parameter(torch.empty(n_rows, width).uniform_(-bound, bound))
+        self.weight = nn.Parameter(torch.empty(n_trainable, width).uniform_(-bound, bound))
+        self.register_buffer("fixed", torch.empty(n_rows - n_trainable, width).uniform_(-bound, bound))
         counts_t = torch.zeros(n_rows) if counts is None else torch.tensor(counts, dtype=torch.float32)
         self.register_buffer("freq", counts_t)
         self.normalize = normalize
+        self.n_counted = n_rows if n_counted is None else min(n_counted, n_trainable)
+
+    @property
+    def n_rows(self) -> int:
+        return self.weight.shape[0] + self.fixed.shape[0]
+
+    def table(self) -> Tensor:
+        """All rows ``[n_rows, width]`` (un-normalised); a copy when some are fixed."""
+        return self.weight if self.fixed.shape[0] == 0 else torch.cat([self.weight, self.fixed])
 
     def stats(self) -> Tuple[Tensor, Tensor]:
         """Frequency-weighted mean and standard deviation, each ``[width]``."""
-        return weighted_moments(self.weight, self.freq)
+        n = self.n_counted
+        return weighted_moments(self.weight[:n], self.freq[:n])
 
     def normalized_table(self) -> Tensor:
         mean, std = self.stats()
-        return (self.weight - mean) / std
+        return (self.table() - mean) / std
+
+    def lookup(self, ids: Tensor) -> Tensor:
+        """Un-normalised rows of ``ids`` (any shape) -> ``[..., width]``."""
+        n = self.weight.shape[0]
+        if self.fixed.shape[0] == 0:
+            return nn.functional.embedding(ids, self.weight)
+        trained = nn.functional.embedding(ids.clamp_max(n - 1), self.weight)
+        fixed = nn.functional.embedding((ids - n).clamp_min(0), self.fixed)
+        return torch.where((ids < n).unsqueeze(-1), trained, fixed)
 
     def forward(self, ids: Tensor) -> Tensor:
-        rows = nn.functional.embedding(ids, self.weight)
+        rows = self.lookup(ids)
         if not self.normalize:
             return rows
         mean, std = self.stats()
         return (rows - mean) / std
+
+    def set_rows(self, rows: Tensor, values: Tensor) -> None:
+        """Overwrite rows (trainable or fixed) without recording gradients."""
+        n = self.weight.shape[0]
+        with torch.no_grad():
+            low = rows < n
+            self.weight[rows[low]] = values[low].to(self.weight.dtype)
+            self.fixed[rows[~low] - n] = values[~low].to(self.fixed.dtype)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # pipelines saved before the fixed rows existed: none are fixed
+        state_dict.setdefault(prefix + "fixed", self.fixed.new_zeros(0, self.weight.shape[1]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class VariationalDropout(nn.Module):
@@ -56,11 +101,16 @@ class VariationalDropout(nn.Module):
         super().__init__()
         self.rate = rate
 
-    def forward(self, x: Tensor) -> Tensor:  # x: [B, L, D]
+    def forward(self, x: Tensor, order: Optional[Tensor] = None) -> Tensor:  # x: [B, L, D]
+        """``order``: ``x``'s rows are the batch's rows in this order; the
+        masks are drawn in batch order and permuted alike, so that a sorted
+        batch gets the same masks per sequence as the unsorted one."""
         if not self.training or self.rate <= 0:
             return x
         keep = 1.0 - self.rate
         mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(keep) / keep
+        if order is not None:
+            mask = mask.index_select(0, order)
         return x * mask
 
 
@@ -100,14 +150,34 @@ class BiLSTM(nn.Module):
                     param.data[hidden_width: 2 * hidden_width].fill_(1.0)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """``x`` ``[B, L, D]``, ``lengths`` ``[B]`` -> ``[B, L, 2H]`` (zeros at padding).
+
+        Packing reads the lengths on the host: pass them as a CPU tensor (a
+        host copy of the batch's lengths) and no value is copied from the
+        device. Rows are sorted by length on the host once for all layers (and
+        unsorted once at the end), so packing never moves indices between
+        host and device; a batch without padding (e.g. one sentence) runs
+        unpacked."""
         total = x.shape[1]
-        lengths_cpu = lengths.cpu()
+        host = lengths.cpu()  # no copy when the caller passes host lengths
+        if bool((host == total).all()):
+            for lstm in self.layers:
+                x, _ = lstm(self.dropout(x))
+            return self.dropout(x)
+        order = torch.argsort(host, descending=True, stable=True)
+        sorted_lengths = host.index_select(0, order)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order))
+        if x.device.type != "cpu":
+            order = order.to(x.device, non_blocking=True)
+            inverse = inverse.to(x.device, non_blocking=True)
+        x = x.index_select(0, order)
         for lstm in self.layers:
-            packed = pack_padded_sequence(self.dropout(x), lengths_cpu, batch_first=True,
-                                          enforce_sorted=False)
+            packed = pack_padded_sequence(self.dropout(x, order), sorted_lengths, batch_first=True,
+                                          enforce_sorted=True)
             out, _ = lstm(packed)
             x, _ = pad_packed_sequence(out, batch_first=True, total_length=total)
-        return self.dropout(x)
+        return self.dropout(x.index_select(0, inverse))
 
 
 class ScalarMix(nn.Module):
@@ -171,16 +241,21 @@ class CharCNNBiLSTMCRF(nn.Module):
         context_mix_init: Optional[Sequence[float]] = None,
         word_counts: Optional[Sequence[int]] = None,
         char_counts: Optional[Sequence[int]] = None,
+        n_trainable_words: Optional[int] = None,
+        n_counted_words: Optional[int] = None,
     ):
         super().__init__()
         self.word_dropout = word_dropout
-        self.word_embed = NormalizedEmbedding(n_words, word_width, word_counts, normalize_embeddings)
+        self.word_embed = NormalizedEmbedding(n_words, word_width, word_counts, normalize_embeddings,
+                                              n_trainable=n_trainable_words,
+                                              n_counted=n_counted_words)
         self.char_embed = NormalizedEmbedding(n_chars, char_width, char_counts, normalize_embeddings)
         self.char_cnn = CharCNN(char_width, char_filters, char_window)
         self.lstm = BiLSTM(word_width + char_filters + context_width, hidden_width, depth, dropout)
         self.emitters = nn.ModuleList(nn.Linear(2 * hidden_width, n) for n, _ in heads)
         self.crfs = nn.ModuleList(CRF(n, allowed) for n, allowed in heads)
         self.context_mix = ScalarMix(context_layers, context_mix_init) if context_layers else None
+        self._stats_cache: Dict[int, Tuple[Any, Tuple[Tensor, Tensor]]] = {}
 
     def drop_words(self, word_ids: Tensor, unk_id: int, pad_id: int = 0) -> Tensor:
         """Replace words by ``unk_id`` at rate ``word_dropout`` (training only)."""
@@ -190,30 +265,80 @@ class CharCNNBiLSTMCRF(nn.Module):
         return word_ids.masked_fill(drop & (word_ids != pad_id), unk_id)
 
     def embed(self, word_ids: Tensor, char_ids: Tensor) -> Tuple[Tensor, Tensor]:
-        """Normalised word ``[B, L, Dw]`` and char ``[B, L, W, Dc]`` vectors."""
-        return self.word_embed(word_ids), self.char_embed(char_ids)
+        """Normalised word ``[B, L, Dw]`` and char ``[B, L, W, Dc]`` vectors.
+
+        In eval mode without autograd (prediction), the normalisation
+        statistics of each table (a pass over all its rows, e.g. 23k x 100
+        words: most of the cost of tagging one short sentence) are computed
+        once and reused; see :meth:`frozen_stats`."""
+        if self.training or torch.is_grad_enabled():
+            return self.word_embed(word_ids), self.char_embed(char_ids)
+        return self._frozen_embed(self.word_embed, word_ids), self._frozen_embed(self.char_embed, char_ids)
+
+    def _frozen_embed(self, table: NormalizedEmbedding, ids: Tensor) -> Tensor:
+        if not table.normalize:
+            return table(ids)
+        mean, std = self.frozen_stats(table)
+        return (table.lookup(ids) - mean) / std
+
+    def frozen_stats(self, table: NormalizedEmbedding) -> Tuple[Tensor, Tensor]:
+        """``table.stats()``, cached for prediction. The cache is dropped by
+        :meth:`train` (every training step calls ``train()``; thinc's
+        optimizer then updates the weights in place, which torch cannot
+        see) and keyed by the storage and version counter of the table's
+        tensors (a new or resized table, ``load_state_dict``, in-place torch
+        edits). Call :meth:`train` or :meth:`clear_caches` after changing the
+        weights any other way."""
+        tensors = (*table.parameters(), *table.buffers())
+        key = (tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in tensors),
+               getattr(table, "n_counted", None))
+        hit = self._stats_cache.get(id(table))
+        if hit is None or hit[0] != key:
+            with torch.no_grad():
+                hit = (key, table.stats())
+            self._stats_cache[id(table)] = hit
+        return hit[1]
+
+    def clear_caches(self) -> None:
+        self._stats_cache.clear()
+
+    def train(self, mode: bool = True) -> "CharCNNBiLSTMCRF":
+        self._stats_cache.clear()
+        return super().train(mode)
 
     def emissions(self, words: Tensor, chars: Tensor, char_ids: Tensor, lengths: Tensor,
                   context: Optional[Tensor] = None) -> List[Tensor]:
-        """Per-head emission scores ``[B, L, T_h]`` from embedded inputs."""
+        """Per-head emission scores ``[B, L, T_h]`` from embedded inputs.
+
+        ``lengths`` ``[B]`` is read on the host (which tokens are real, and
+        packing): pass a CPU tensor, a host copy of the batch's lengths, and
+        nothing is copied back from the device."""
         b, n, w, c = chars.shape
         char_mask = char_ids.reshape(b * n, w) != 0
         # the CNN runs on real tokens only: a random batch of sentences is
         # mostly padding (e.g. 64 x 78 slots for ~900 tokens), and padding
         # rows come out as zeros anyway
-        rows = char_mask.any(dim=1).nonzero().squeeze(1)
+        host_lengths = lengths.cpu()  # no copy for host lengths
+        rows = length_mask(host_lengths, n).reshape(-1).nonzero().squeeze(1)
+        if chars.device.type != "cpu":
+            rows = rows.to(chars.device, non_blocking=True)
         feats = self.char_cnn(chars.reshape(b * n, w, c).index_select(0, rows),
                               char_mask.index_select(0, rows))
         char_feats = feats.new_zeros(b * n, feats.shape[1]).index_copy(0, rows, feats)
         parts = [words, char_feats.reshape(b, n, -1)]
         if context is not None:
             parts.append(context if self.context_mix is None else self.context_mix(context))
-        hidden = self.lstm(torch.cat(parts, dim=-1), lengths)
+        hidden = self.lstm(torch.cat(parts, dim=-1), host_lengths)
         return [emit(hidden) for emit in self.emitters]
 
-    def nll(self, emissions: Sequence[Tensor], tags: Sequence[Tensor], mask: Tensor) -> Tensor:
-        """Negative log-likelihood per sequence ``[B]``, summed over heads."""
-        return sum(crf.nll(e, t, mask) for crf, e, t in zip(self.crfs, emissions, tags))
+    def nll(self, emissions: Sequence[Tensor], tags: Sequence[Tensor], mask: Tensor,
+            partial: Optional[Sequence[bool]] = None) -> Tensor:
+        """Negative log-likelihood per sequence ``[B]``, summed over heads.
+        ``partial[h]``: whether head h's tags have unknown (``< 0``) entries,
+        when known on the host (see :meth:`CRF.nll`)."""
+        flags = [None] * len(self.crfs) if partial is None else list(partial)
+        return sum(crf.nll(e, t, mask, partial=p)
+                   for crf, e, t, p in zip(self.crfs, emissions, tags, flags))
 
     def decode(self, emissions: Sequence[Tensor], mask: Tensor) -> List[Tensor]:
         """Best tag path per head, ``[B, L]`` each."""

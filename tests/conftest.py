@@ -33,3 +33,29 @@ def chunk_slice(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("chunk_slice")
     convert_conll(require_data("conll2000/train.txt"), out, "conll2000", n_sents=200, dev_size=40)
     return out
+
+
+SAMPLE_VECTORS_TXT = Path(__file__).parent / "data" / "glove_sample.txt"
+_sample_vectors: list = []
+
+
+def sample_vectors_dir() -> Path:
+    """A spaCy vectors directory of tests/data/glove_sample.txt (260 real
+    GloVe 6B 50-d rows), written once per test process: what the configs'
+    ``[paths] vectors`` points at in the tests (the full 400k-row table is
+    not loaded in CI)."""
+    if not _sample_vectors:
+        import tempfile
+
+        from spacy_mat.vectors import read_text_vectors, write_vectors
+
+        out = Path(tempfile.mkdtemp(prefix="spacy_mat_vectors_")) / "glove-sample"
+        write_vectors(*read_text_vectors(SAMPLE_VECTORS_TXT), out)
+        _sample_vectors.append(out)
+    return _sample_vectors[0]
+
+
+def vectors_overrides(config: Path) -> list:
+    """``--paths.vectors <sample>`` for a config that reads static vectors."""
+    text = Path(config).read_text(encoding="utf8")
+    return ["--paths.vectors", str(sample_vectors_dir())] if "include_static_vectors = true" in text else []

@@ -281,3 +281,67 @@ def test_schedule_warmup_and_ramp():
     callback(nlp, {"step": 3, "epoch": 0})
     assert tagger.model.attrs["adversarial_scale"] == 1.0
     assert "adv" in train_step(tagger.model, seqs, gold)
+
+
+# -- extensions beyond the paper ---------------------------------------------------------
+
+def test_plan_masking_prefers_entity_tokens_at_the_given_rate():
+    lengths = torch.tensor([6] * 4000)
+    preferred = torch.zeros(4000, 8, dtype=torch.bool)
+    preferred[:, 2] = True
+    preferred[:, 7] = True  # beyond the length: never picked
+    preferred[:1000] = False  # sentences without entities: uniform as before
+    g = torch.Generator().manual_seed(0)
+    plan = plan_masking(lengths, 1.0, 0.5, generator=g, preferred=preferred, prefer_rate=0.8)
+    has = plan.rows >= 1000
+    at_entity = (plan.positions == 2).float()
+    # with entities: 0.8 + 0.2 * 1/6 of the picks land on the entity token
+    assert float(at_entity[has].mean()) == pytest.approx(0.8 + 0.2 / 6, abs=0.03)
+    assert float(at_entity[~has].mean()) == pytest.approx(1 / 6, abs=0.04)
+    assert int((plan.positions >= 6).sum()) == 0
+    # prefer_rate 0 draws exactly what the paper's plan draws
+    a = plan_masking(lengths, 0.3, 0.5, generator=torch.Generator().manual_seed(1))
+    b = plan_masking(lengths, 0.3, 0.5, generator=torch.Generator().manual_seed(1),
+                     preferred=preferred, prefer_rate=0.0)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_mask_token_unk_keeps_the_characters_and_case_augmentation_lowercases():
+    from spacy_mat.architectures import corrupt_inputs, lowercase_rows
+    from spacy_mat.features import UNK_ID
+
+    tagger, seqs, gold = make_tagger({"mode": "mat", "select_rate": 1.0, "mask_rate": 1.0,
+                                      "mask_token": "unk"})
+    net, word_ids, char_ids, lengths, mask, tags = batch_tensors(tagger, seqs, gold)
+    tables = tagger.model.attrs["tables"]
+    settings = AdversarialSettings.from_config(tagger.model.attrs["adversarial"])
+    strings = [[t.text for t in s] for s in seqs]
+    new_words, new_chars, corruption = corrupt_inputs(net, tables, word_ids, char_ids, lengths,
+                                                      settings, strings=strings)
+    assert corruption.rows == list(range(len(seqs)))
+    for r, q, kept in zip(corruption.rows, corruption.positions, corruption.substitutes):
+        assert int(new_words[r, q]) == UNK_ID and kept == strings[r][q]
+    assert torch.equal(new_chars[:, :, : char_ids.shape[2]], char_ids)
+    lowered_words, lowered_chars, rows = lowercase_rows(tables, strings, word_ids, char_ids, 1.0)
+    assert rows == list(range(len(seqs)))
+    expected = tables.featurize([[t.lower() for t in s] for s in strings])
+    assert torch.equal(lowered_words, torch.as_tensor(expected.word_ids))
+    same_words, _, none = lowercase_rows(tables, strings, word_ids, char_ids, 0.0)
+    assert none == [] and torch.equal(same_words, word_ids)
+    with pytest.raises(ValueError, match="mask_token"):
+        AdversarialSettings(mask_token="blank")
+
+
+def test_entity_selection_changes_entity_tokens_in_training_step():
+    tagger, seqs, gold = make_tagger({"mode": "masking", "select_rate": 1.0, "mask_rate": 1.0,
+                                      "entity_selection": 1.0})
+    from spacy_mat.architectures import corrupt_inputs
+
+    net, word_ids, char_ids, lengths, mask, tags = batch_tensors(tagger, seqs, gold)
+    settings = AdversarialSettings.from_config(tagger.model.attrs["adversarial"])
+    _, _, corruption = corrupt_inputs(net, tagger.model.attrs["tables"], word_ids, char_ids,
+                                      lengths, settings, gold=tags[0])
+    for r, q in zip(corruption.rows, corruption.positions):
+        assert int(tags[0][r, q]) > 0  # every sentence here has an entity: always picked
+    losses = train_step(tagger.model, seqs, gold)
+    assert "adv" in losses and math.isfinite(losses["adv"])

@@ -44,6 +44,8 @@ def run(ner_slice, tmp_path_factory):
     out = tmp_path_factory.mktemp("analysis_run")
     config = load_config(REPO / "configs" / "ner_baseline.cfg")
     config["components"]["mat_tagger"]["model"].update(TINY_MODEL)
+    config["components"]["mat_tagger"]["model"]["include_static_vectors"] = False
+    config["paths"]["vectors"] = None
     config["components"]["mat_tagger"]["model"]["adversarial"]["mode"] = "mat"
     config["training"]["optimizer"]["learn_rate"]["base_rate"] = 0.01
     config["training"]["logger"]["output_file"] = str(out / "log.jsonl")
@@ -228,7 +230,9 @@ def test_robustness_command(run, ner_slice, tmp_path, capsys):
         assert row in out
     result = json.loads((tmp_path / "r1.json").read_text())
     assert result["name"] == "tiny" and set(result["probes"]) == {
-        "original", "replace_entities", "mask_non-entity", "mask_entity"}
+        "original", "replace_entities", "mask_non-entity", "mask_entity", "lowercase", "typos"}
+    assert "all tokens lowercased" in out and "typos (1 edit in a share of words)" in out
+    assert result["probes"]["lowercase"]["changed"] > 0 and result["probes"]["typos"]["share"] == 0.1
     probes = result["probes"]
     assert probes["replace_entities"]["changed"] > 0 and probes["mask_non-entity"]["changed"] > 0
     for probe in probes.values():
@@ -282,7 +286,7 @@ def test_robustness_replacement_list_and_empty_pool(run, ner_slice, tmp_path, ca
     assert main(base + ["--replacements", str(listing), "--share", "0.5", "--mask-tokens",
                         "--output", str(tmp_path / "r.json")]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
-    assert set(result["probes"]) == {"original", "replace_entities"}
+    assert set(result["probes"]) == {"original", "replace_entities", "lowercase", "typos"}
     assert result["pool"]["source"] == str(listing)
     rep = result["probes"]["replace_entities"]
     n_spans = sum(len(d.ents) for d in read_sentence_docs(ner_slice / "dev.spacy", spacy.blank("en").vocab))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sample_vectors_dir, vectors_overrides
 from test_training import spacy_train
 
 REPO = Path(__file__).parents[1]
@@ -72,8 +73,8 @@ def test_crf_quick(tmp_path):
 
 
 def test_train_step_quick(tmp_path, bench_corpus):
-    _run([BENCH / "train_step.py", "--quick", "--threads", "1", "--train", bench_corpus / "train.spacy"],
-         tmp_path)
+    _run([BENCH / "train_step.py", "--quick", "--threads", "1", "--train", bench_corpus / "train.spacy",
+          "--vectors", sample_vectors_dir()], tmp_path)
     data = _load(tmp_path, "train_step")
     assert set(data["modes"]) == {"baseline", "at", "mat_similarity", "mat_random"}
     assert data["modes"]["baseline"]["ratio_to_baseline"] == 1.0
@@ -113,7 +114,30 @@ def test_analysis_quick(tmp_path, bench_corpus, models):
 def test_train_budget_quick(tmp_path, bench_corpus):
     _run([BENCH / "train_budget.py", REPO / "configs" / "ner_baseline.cfg", "--task", "ner",
           "--epochs", "1", "--name", "tiny", "--threads", "1", "--quick",
-          "--corpus", bench_corpus, "--output", tmp_path / "training"], tmp_path)
+          "--corpus", bench_corpus, "--output", tmp_path / "training",
+          *vectors_overrides(REPO / "configs" / "ner_baseline.cfg")], tmp_path)
     data = _load(tmp_path, "train_tiny")
     assert data["budget"]["epochs"] == 1
     assert 0.0 <= data["test"]["ents_f"] <= 1.0 and data["train_wall_s"] > 0
+
+
+def test_sampler_support_quick(tmp_path):
+    _run([BENCH / "sampler_support.py", "--quick"], tmp_path)
+    data = _load(tmp_path, "sampler_support")
+    default = [r for r in data["rows"] if r["setting"].endswith("(default)")]
+    assert [r["exclude_case_variants"] for r in default] == [False, True]
+    assert all(w["support"] >= 1.0 and 0 < w["top_p"] <= 1 for r in data["rows"]
+               for w in r["words"].values())
+
+
+def test_train_step_vector_modes_and_memory_quick(tmp_path, bench_corpus):
+    modes = ["baseline_novec", "baseline", "baseline_trainonly", "baseline_dense"]
+    _run([BENCH / "train_step.py", "--quick", "--threads", "1", "--train", bench_corpus / "train.spacy",
+          "--vectors", sample_vectors_dir(), "--modes", *modes], tmp_path)
+    data = _load(tmp_path, "train_step_vectors")
+    assert list(data["modes"]) == modes and data["ratio_to"] == "baseline_novec"
+    _run([BENCH / "train_memory.py", "--quick", "--train", bench_corpus / "train.spacy",
+          "--vectors", sample_vectors_dir(), "--modes", "baseline", "baseline_trainonly"], tmp_path)
+    memory = _load(tmp_path, "train_memory")
+    assert set(memory["modes"]) == {"baseline", "baseline_trainonly"}
+    assert all(m["peak_rss_mb"] > 0 and m["model_mb"] > 0 for m in memory["modes"].values())

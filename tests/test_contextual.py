@@ -188,10 +188,12 @@ def test_encoder_is_frozen_and_not_optimised(bert_dir):
 
 @pytest.mark.parametrize("mask_rate", [1.0, 0.0])
 def test_masked_word_reaches_the_encoder_input(bert_dir, mask_rate, monkeypatch):
+    """With mask_context (off by default: the paper's eq. 7 keeps η clean)."""
     nlp, examples, _ = train_pipeline(bert_dir, steps=0)
     tagger = nlp.get_pipe("mat_tagger")
     model = tagger.model
-    model.attrs["adversarial"] = {**model.attrs["adversarial"], "select_rate": 1.0, "mask_rate": mask_rate}
+    model.attrs["adversarial"] = {**model.attrs["adversarial"], "select_rate": 1.0,
+                                  "mask_rate": mask_rate, "mask_context": True}
     encoder = get_encoder(get_context(model))
     calls = []
     real_encode = encoder.encode
@@ -214,6 +216,23 @@ def test_masked_word_reaches_the_encoder_input(bert_dir, mask_rate, monkeypatch)
         elif diff:
             assert new[diff[0]] in tables.words[3:]
     assert "[MASK]" not in sum(calls[:-1], [])  # the clean pass is never masked
+
+
+def test_context_is_not_re_encoded_by_default(bert_dir, monkeypatch):
+    """The paper's eq. 7: the adversarial pass reuses η of the clean sentence."""
+    nlp, examples, _ = train_pipeline(bert_dir, steps=0)
+    tagger = nlp.get_pipe("mat_tagger")
+    model = tagger.model
+    assert model.attrs["adversarial"]["mask_context"] is False
+    model.attrs["adversarial"] = {**model.attrs["adversarial"], "select_rate": 1.0, "mask_rate": 1.0}
+    encoder = get_encoder(get_context(model))
+    calls = []
+    real_encode = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda seqs: calls.append([list(s) for s in seqs]) or real_encode(seqs))
+    pairs = [p for eg in examples[:4] for p in tagger.gold_sequences(eg)]
+    losses = train_step(model, [s for s, _ in pairs], [[g for _, g in pairs]])
+    assert "adv" in losses
+    assert "[MASK]" not in sum(calls, [])
 
 
 # -- training, mix parameters, round trip ----------------------------------------------------

@@ -15,7 +15,9 @@ from spacy_mat.corpus import (
     convert_conll,
     count_docs,
     docs_to_conll_lines,
+    output_name,
     read_conll,
+    read_conll_counted,
     read_docbin,
     split_at_sentence,
 )
@@ -205,21 +207,28 @@ def test_convert_small_conll2000(tmp_path):
 def test_document_rule(tmp_path):
     text = (
         "a X B-NP O\n\nb X B-NP O\n"  # before the first marker: a document
-        "-DOCSTART- -X- -X- O\n-DOCSTART- -X- -X- O\n\n"  # an empty document
+        "-DOCSTART- -X- -X- O\n-DOCSTART- -X- -X- O\n\n"  # a marker opening no sentence
         "c X B-NP O\n\n\nd X O O\n"
-        "-DOCSTART-\n"  # a trailing marker: another empty document
+        "-DOCSTART-\n"  # a trailing marker: another empty one
     )
     docs = read_conll(write(tmp_path / "docs.txt", text), "conll2003")
-    assert [[s.words for s in doc] for doc in docs] == [[["a"], ["b"]], [], [["c"], ["d"]], []]
+    assert [[s.words for s in doc] for doc in docs] == [[["a"], ["b"]], [["c"], ["d"]]]
+    assert read_conll_counted(tmp_path / "docs.txt", "conll2003")[1] == 2
     plain = write(tmp_path / "plain.txt", "a X B-NP O\n\nb X B-NP O\n")
     no_markers = read_conll(plain, "conll2003")
     assert [[s.words for s in doc] for doc in no_markers] == [[["a"]], [["b"]]]
 
 
-def test_empty_documents_survive_conversion(tmp_path):
-    text = "-DOCSTART- -X- -X- O\n-DOCSTART- -X- -X- O\n\nx X B-NP O\n"
-    report = convert_conll(write(tmp_path / "e.txt", text), tmp_path, "conll2003")
-    assert _main_counts(report.total_out) == (2, 1, 1)
+def test_consecutive_docstarts_write_no_empty_docs(tmp_path, capsys):
+    text = "-DOCSTART- -X- -X- O\n\n-DOCSTART- -X- -X- O\n\nx X B-NP O\n\n-DOCSTART- -X- O O\n"
+    src = write(tmp_path / "e.txt", text)
+    report = convert_conll(src, tmp_path / "out", "conll2003")
+    assert _main_counts(report.total_out) == (1, 1, 1)
+    assert report.empty_documents == 2
+    docs = read_docbin(tmp_path / "out" / "e.spacy", spacy.blank("en").vocab)
+    assert [len(d) for d in docs] == [1]
+    assert main(["convert", str(src), str(tmp_path / "cli"), "--format", "conll2003"]) == 0
+    assert "2 -DOCSTART- marker(s) opened no sentence" in capsys.readouterr().out
 
 
 def test_windows_line_endings(tmp_path):
@@ -429,3 +438,172 @@ def test_main_returns_exit_codes(tmp_path, capsys):
     assert "dev size 2" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(args + ["--dev-size", "0"])
+
+
+# --- output names, gzip, encodings, column files (issue 14) ------------------------------
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("train.txt", "train.spacy"), ("train.txt.gz", "train.spacy"), ("eng.testa", "eng.testa.spacy"),
+    ("eng.train.gz", "eng.train.spacy"), ("wikiann-en.bio", "wikiann-en.spacy"), ("data", "data.spacy"),
+])
+def test_output_name(name, expected):
+    assert output_name(Path("some/dir") / name) == expected
+
+
+def test_clashing_outputs_are_refused(tmp_path):
+    """eng.train then eng.testa with one --output-name: the second is refused,
+    the first file stays; rerunning the same input overwrites it."""
+    train = write(tmp_path / "eng.train", SMALL_2003)
+    testa = write(tmp_path / "eng.testa", IOB1_2003)
+    out = tmp_path / "out"
+    convert_conll(train, out, "conll2003", name="eng")
+    before = (out / "eng.spacy").read_bytes()
+    with pytest.raises(ConversionError, match="--output-name") as info:
+        convert_conll(testa, out, "conll2003", name="eng")
+    assert str(train.resolve()) in str(info.value) or str(train) in str(info.value)
+    assert (out / "eng.spacy").read_bytes() == before
+    convert_conll(train, out, "conll2003", name="eng")  # same input again: fine
+    # the default names no longer clash
+    report = convert_conll(testa, out, "conll2003")
+    assert [p.name for p in report.written] == ["eng.testa.spacy"]
+    # a --dev-size split may not overwrite another input's dev.spacy either
+    write(tmp_path / "dev.txt", SMALL_2003)
+    convert_conll(tmp_path / "dev.txt", out, "conll2003")
+    with pytest.raises(ConversionError, match="dev.spacy was converted from"):
+        convert_conll(train, out, "conll2003", dev_size=1)
+
+
+def test_output_name_option(tmp_path):
+    src = write(tmp_path / "a.txt", SMALL_2003)
+    report = convert_conll(src, tmp_path / "o", "conll2003", name="renamed")
+    assert [p.name for p in report.written] == ["renamed.spacy"]
+    with pytest.raises(ConversionError, match="without a folder"):
+        convert_conll(src, tmp_path / "o", "conll2003", name="sub/x")
+    assert main(["convert", str(src), str(tmp_path / "c"), "--format", "conll2003",
+                 "--output-name", "x.spacy"]) == 0
+    assert (tmp_path / "c" / "x.spacy").is_file()
+
+
+def test_gzip_input(tmp_path):
+    import gzip
+
+    plain = write(tmp_path / "p.txt", SMALL_2003)
+    packed = tmp_path / "g.txt.gz"
+    packed.write_bytes(gzip.compress(SMALL_2003.encode("utf8")))
+    assert read_conll(packed, "conll2003") == read_conll(plain, "conll2003")
+    report = convert_conll(packed, tmp_path / "gz", "conll2003")
+    assert [p.name for p in report.written] == ["g.spacy"]
+    broken = tmp_path / "broken.txt.gz"
+    broken.write_bytes(gzip.compress(SMALL_2003.encode("utf8"))[:30])
+    assert_format_error(broken, "conll2003", None, "gzip", "truncated or corrupt")
+
+
+@pytest.mark.parametrize("encoding,fragment", [
+    ("utf-16", "UTF-16 (little-endian)"), ("utf-16-be", "UTF-16 (no byte order mark)"),
+])
+def test_utf16_is_named(tmp_path, encoding, fragment):
+    src = tmp_path / "u16.txt"
+    src.write_bytes(SMALL_2003.encode(encoding))
+    assert_format_error(src, "conll2003", 1, fragment, "iconv")
+
+
+COLUMNS_BIO = """\
+-DOCSTART-\tO
+
+Ana\tx\tB-PER
+Blandiana\tx\tI-PER
+lives\tx\tO
+in\tx\tO
+Paris\tx\tB-LOC
+
+New\tx\tB-LOC
+York\tx\tI-LOC
+"""
+
+COLUMNS_BIOES = """\
+Ana B-PER
+Blandiana E-PER
+in O
+Paris S-LOC
+
+New B-LOC
+Big I-LOC
+York E-LOC
+"""
+
+
+def _ents(path: Path):
+    return [[(e.start, e.end, e.label_) for e in d.ents]
+            for d in read_docbin(path, spacy.blank("en").vocab)]
+
+
+def test_columns_bio(tmp_path):
+    report = convert_conll(write(tmp_path / "wiki.tsv", COLUMNS_BIO), tmp_path / "o", "columns")
+    assert _ents(tmp_path / "o" / "wiki.spacy") == [[(0, 2, "PER"), (4, 5, "LOC"), (5, 7, "LOC")]]
+    assert sum(report.read.entities.values()) == 3 and report.read.sentences == 2
+    doc = read_docbin(tmp_path / "o" / "wiki.spacy", spacy.blank("en").vocab)[0]
+    assert [s.text for s in doc.sents] == ["Ana Blandiana lives in Paris", "New York"]
+    assert "chunks" not in doc.spans
+
+
+def test_columns_tag_column_and_bioes(tmp_path):
+    # the tag in the middle: word tag extra
+    mid = "\n".join(" ".join((l.split()[0], l.split()[1], "z")) if l else "" for l in COLUMNS_BIOES.splitlines())
+    convert_conll(write(tmp_path / "mid.txt", mid), tmp_path / "o", "columns", tag_column=2, scheme="BIOES")
+    convert_conll(write(tmp_path / "end.txt", COLUMNS_BIOES), tmp_path / "o", "columns", scheme="BIOES")
+    expected = [[(0, 2, "PER"), (3, 4, "LOC")], [(0, 3, "LOC")]]
+    assert _ents(tmp_path / "o" / "mid.spacy") == _ents(tmp_path / "o" / "end.spacy") == expected
+    bilou = COLUMNS_BIOES.replace("E-", "L-").replace("S-", "U-")
+    convert_conll(write(tmp_path / "bilou.txt", bilou), tmp_path / "o", "columns", scheme="BIOES")
+    assert _ents(tmp_path / "o" / "bilou.spacy") == expected
+
+
+def test_columns_iob1(tmp_path):
+    text = "John I-PER\nSmith I-PER\nMary B-PER\nsaw O\nParis I-LOC\n"
+    convert_conll(write(tmp_path / "i.txt", text), tmp_path / "o", "columns", scheme="IOB1")
+    assert _ents(tmp_path / "o" / "i.spacy") == [[(0, 2, "PER"), (2, 3, "PER"), (4, 5, "LOC")]]
+
+
+@pytest.mark.parametrize("text,scheme,line,fragments", [
+    ("a O\nb I-PER\n", "BIO", 2, ["follows no open entity", "--scheme IOB1"]),
+    ("a B-LOC\nb I-PER\n", "BIO", 2, ["follows an open LOC entity"]),
+    ("a B-PER\nb E-PER\n", "BIO", 2, ["--scheme BIOES"]),
+    ("a B-PER\nb O\n", "BIOES", 1, ["not closed with E-PER", "line 2"]),
+    ("x O\na B-PER\n\nb O\n", "BIOES", 2, ["before the sentence ends"]),
+    ("a E-PER\n", "BIOES", 1, ["follows no open entity"]),
+    ("a X-PER\n", "BIOES", 1, ["invalid BIOES tag 'X-PER'"]),
+    ("a O\nb O extra\n", "BIO", 2, ["found 3 columns", "line 1 has 2"]),
+    ("lonely\n", "BIO", 1, ["at least 2"]),
+])
+def test_columns_errors(tmp_path, text, scheme, line, fragments):
+    with pytest.raises(ConllFormatError) as info:
+        convert_conll(write(tmp_path / "bad.txt", text), tmp_path / "out", "columns", scheme=scheme)
+    assert info.value.line == line and str(info.value).startswith(f"{tmp_path / 'bad.txt'}:{line}:")
+    for fragment in fragments:
+        assert fragment in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_columns_bad_options(tmp_path):
+    src = write(tmp_path / "c.txt", "a x B-PER\n")
+    with pytest.raises(ConllFormatError, match="--tag-column 1 does not name a tag column"):
+        convert_conll(src, tmp_path / "o", "columns", tag_column=1)
+    with pytest.raises(ConllFormatError, match="--tag-column 5"):
+        convert_conll(src, tmp_path / "o", "columns", tag_column=5)
+    with pytest.raises(ConversionError, match="columns only"):
+        convert_conll(write(tmp_path / "s.txt", SMALL_2003), tmp_path / "o", "conll2003", scheme="BIO")
+
+
+def test_cli_columns(tmp_path):
+    src = write(tmp_path / "wiki.tsv.gz", "")
+    import gzip
+
+    src.write_bytes(gzip.compress(COLUMNS_BIOES.encode()))
+    result = run_cli("convert", str(src), str(tmp_path / "out"), "--format", "columns",
+                     "--scheme", "BIOES", "--output-name", "wiki")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert rows["entities"] == ["3", "3", "3"]
+    assert "chunks" not in rows
+    assert "tags read as BIOES" in result.stdout

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import sample_vectors_dir
 
 from spacy_mat.experiments import (Run, budget_label, markdown, parse_shard, plan, shard,
                                    summarize)
@@ -32,7 +33,7 @@ def grid(corpus: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "spacy_mat.experiments", "--rows", *ROWS, "--tasks", "ner",
            "--seeds", "0", "1", "--data-dir", str(corpus), "--configs-dir", str(REPO / "configs"),
            "--output", str(corpus.parent / "runs"), "--results", str(corpus.parent / "results"),
-           "--threads", "1", *args]
+           "--threads", "1", "--vectors", str(sample_vectors_dir()), *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=corpus.parent)
 
 
@@ -54,6 +55,7 @@ def test_grid_writes_runs_and_summary(finished):
             result = json.loads((folder / "result.json").read_text())
             assert (result["task"], result["row"], result["seed"]) == ("ner", row, seed)
             assert result["score_key"] == "ents_f"
+            assert result["vectors"] == "glove-sample"
             assert result["budget"] == {"max_epochs": 0, "max_steps": 4, "patience": None}
             assert result["extra_overrides"] == ["--training.eval_frequency", "2"]
             assert 0.0 <= result["test"]["ents_f"] <= 1.0 and "ents_per_type" in result["test"]
@@ -179,3 +181,49 @@ def test_budget_labels():
     assert budget_label({"max_epochs": 20, "max_steps": 3000, "patience": 0}) == \
         "20 epochs, ≤ 3000 steps, no early stop"
     assert Run("ner", "at", 3).name == "ner_at/seed3"
+
+
+def test_paired_comparisons_by_seed():
+    from spacy_mat.experiments import paired_comparisons
+
+    results = [fake("ner", "baseline", 0, 0.90), fake("ner", "baseline", 1, 0.91),
+               fake("ner", "baseline", 2, 0.92), fake("ner", "at", 0, 0.91),
+               fake("ner", "at", 1, 0.90), fake("ner", "at", 2, 0.94),
+               fake("ner", "mat_similarity", 1, 0.93)]  # seed 1 only
+    pairs = {(p["row"], p["minus"]): p for p in paired_comparisons(results)}
+    at = pairs[("at", "baseline")]
+    assert at["seeds"] == [0, 1, 2]
+    assert at["diffs"] == pytest.approx([0.01, -0.01, 0.02])
+    assert at["mean_diff"] == pytest.approx(0.02 / 3)
+    assert at["seeds_agreeing"] == 2
+    mat = pairs[("mat_similarity", "at")]
+    assert mat["seeds"] == [1] and mat["diffs"] == pytest.approx([0.03]) and mat["seeds_agreeing"] == 1
+    assert ("at_noadv", "baseline") not in pairs
+    summary = summarize(results)
+    table = markdown(summary)
+    assert "| NER | AT − Baseline | +0.67 | 2/3 | +1.00, -1.00, +2.00 |" in table
+
+
+def test_grid_analysis_unseen_words_and_probes(finished, corpus):
+    """Table 3 and the robustness table from the finished runs (baseline rows)."""
+    cmd = [sys.executable, "-m", "spacy_mat.grid_analysis", "--output", str(finished / "runs"),
+           "--data-dir", str(corpus), "--results", str(finished / "analysis"), "--rows", "baseline"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=finished)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    data = json.loads((finished / "analysis" / "analysis.json").read_text())
+    assert sorted(r["seed"] for r in data["runs"]) == [0, 1]
+    for run in data["runs"]:
+        result = json.loads((finished / "runs" / "ner_baseline" / f"seed{run['seed']}" /
+                             "result.json").read_text())
+        assert run["test_f"] == pytest.approx(result["test"]["ents_f"], abs=1e-9)
+        assert 0 <= run["unseen_f"] <= 1 and run["unseen_tokens"] > 0
+        assert set(run["probes"]) == {"replace_entities", "mask_non-entity", "mask_entity",
+                                      "lowercase", "typos"}
+    (row,) = data["rows"]
+    assert row["seeds"] == [0, 1] and row["vectors"] == ["glove-sample"]
+    assert row["unseen_f"] == pytest.approx(sum(r["unseen_f"] for r in data["runs"]) / 2)
+    table = (finished / "analysis" / "analysis.md").read_text()
+    assert "| NER | Baseline | 2 | glove-sample |" in table
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=finished)  # resumes: all cached
+    assert again.returncode == 0
+    assert json.loads((finished / "analysis" / "analysis.json").read_text()) == data

@@ -7,22 +7,27 @@ from pathlib import Path
 
 import pytest
 import spacy
+from conftest import vectors_overrides
 from spacy.tokens import Doc, DocBin
 
 REPO = Path(__file__).parents[1]
 
 
 def spacy_train(config: str, data: Path, out: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """``spacy train`` for 8 steps; configs that read static vectors get the
+    260-row GloVe sample (conftest.sample_vectors_dir)."""
     cmd = [sys.executable, "-m", "spacy", "train", str(REPO / "configs" / config),
            "--output", str(out), "--paths.train", str(data / "train.spacy"),
            "--paths.dev", str(data / "dev.spacy"), "--training.max_steps", "8",
-           "--training.eval_frequency", "4", *overrides]
+           "--training.eval_frequency", "4", *vectors_overrides(REPO / "configs" / config),
+           *overrides]
     # one thread: on 2 cores, torch's default threads oversubscribe badly
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
 
 
-ROWS = ["baseline", "masking_random", "masking_similarity", "at", "mat_random", "mat_similarity"]
+ROWS = ["baseline", "masking_random", "masking_similarity", "at", "mat_random", "mat_similarity",
+        "at_noadv"]
 TASKS = {"ner": ("ner_slice", "ents_f"), "chunk": ("chunk_slice", "spans_chunks_f")}
 
 
@@ -35,6 +40,8 @@ def test_spacy_train_few_steps(task, row, request, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     header = next(line for line in result.stdout.splitlines() if line.startswith("E "))
     assert ("LOSS MAT_TAGGER_ADV" in header) == (row != "baseline")
+    if row in ("masking_similarity", "mat_similarity"):  # MAT's sampler is shown at initialise
+        assert "MAT substitutes for" in result.stdout + result.stderr
     assert ("ENTS_F" in header) == (task == "ner")  # chunking is scored on spans_chunks_f only
     nlp = spacy.load(tmp_path / "model-best")
     meta = json.loads((tmp_path / "model-best" / "meta.json").read_text())

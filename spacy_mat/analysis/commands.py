@@ -135,6 +135,7 @@ def run_robustness_cmd(args: argparse.Namespace) -> int:
         pool = ReplacementPool.from_docs(test, target, source=f"{args.test}, other entities")
     result = run_robustness(nlp, test, train, target, pool, share=args.share, seed=args.seed,
                             mask_modes=args.mask_tokens, batch_size=args.batch_size,
+                            typo_share=args.typo_share,
                             save_dir=Path(args.save_rewritten) if args.save_rewritten else None)
     result = {"name": args.name or Path(args.model).name, "model": args.model,
               "test": args.test, "train": args.train, "component": name, **result}

@@ -13,6 +13,7 @@ from spacy.tokens import Doc, DocBin
 
 from . import conlleval
 from .masking import mask_tokens, unknown_word
+from .surface import lowercase_docs, typo_docs
 from .rewrite import ReplacementPool, all_surfaces, replace_entities, span_surfaces
 from .tagging import predict_docs, tag_sentences, target_spans, training_words
 
@@ -36,7 +37,7 @@ def _save(save_dir: Optional[Path], probe: str, docs: Sequence[Doc]) -> None:
 def run_robustness(nlp: Language, test_docs: Sequence[Doc], train_docs: Sequence[Doc],
                    target: str, pool: ReplacementPool, *, share: float = 1.0, seed: int = 0,
                    mask_modes: Sequence[str] = ("non-entity",), batch_size: int = 256,
-                   mask_word: Optional[str] = None,
+                   mask_word: Optional[str] = None, typo_share: float = 0.1,
                    save_dir: Optional[Path] = None) -> Dict[str, Any]:
     """Run every probe; returns the JSON-ready result (see ``format_robustness``).
     With ``save_dir``, each rewritten test set is saved there as
@@ -74,6 +75,14 @@ def run_robustness(nlp: Language, test_docs: Sequence[Doc], train_docs: Sequence
             "changed": sum(p is not None for p in positions), "word": word,
             "scores": masked.to_dict(), "drop": base_f - masked.f1,
         }
+    lowered, n_lowered = lowercase_docs(test_docs, target)
+    typed, n_typos = typo_docs(test_docs, target, share=typo_share, seed=seed)
+    for key, docs, changed, extra in (("lowercase", lowered, n_lowered, {}),
+                                      ("typos", typed, n_typos, {"share": typo_share})):
+        _save(save_dir, key, docs)
+        scores, _ = score_docs(nlp, docs, target, batch_size)
+        probes[key] = {"changed": changed, **extra, "scores": scores.to_dict(),
+                       "drop": base_f - scores.f1}
     return {
         "target": target, "seed": seed, "sentences": len(test_docs),
         "pool": {"source": pool.source, "sizes": pool.sizes(),
@@ -89,6 +98,8 @@ PROBE_NAMES = {
     "mask_non-entity": "1 non-entity token/sentence -> unk",
     "mask_entity": "1 entity token/sentence -> unk",
     "mask_any": "1 token/sentence -> unk",
+    "lowercase": "all tokens lowercased",
+    "typos": "typos (1 edit in a share of words)",
 }
 
 

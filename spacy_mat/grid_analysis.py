@@ -1,0 +1,147 @@
+"""Beyond test F1 for the experiment grid's finished runs: the paper's Table 3
+(F1 on words unseen in training) and the robustness probes, per run, then
+mean over seeds per row and task.
+
+    python -m spacy_mat.grid_analysis [--output runs] [--data-dir corpus]
+        [--results results] [--rows ...] [--tasks ...] [--threads 1]
+
+For each run folder with a ``result.json`` (see :mod:`spacy_mat.experiments`)
+it scores ``training/model-best`` on ``<data-dir>/<task>/test.spacy`` with
+``python -m spacy_mat score ... --train`` (conlleval F1 and unseen-word F1)
+and runs ``python -m spacy_mat robustness`` (entities replaced by unseen
+dev-set entities, one non-entity / entity token per sentence made unknown,
+everything lowercased, typos in 10% of the words), each written into the
+run's ``analysis/`` folder; a rerun skips what exists. The aggregate goes to
+``<results>/analysis.json`` and ``<results>/analysis.md``.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from .experiments import METHODS, TASKS, _write_json, gather
+
+SCORE, ROBUSTNESS = "score.json", "robustness.json"
+PROBES = ("replace_entities", "mask_non-entity", "mask_entity", "lowercase", "typos")
+
+
+def _run(cmd: List[str], log: Path, threads: int) -> None:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    with log.open("w", encoding="utf8") as out:
+        code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
+        tail = "\n".join(log.read_text(encoding="utf8", errors="replace").splitlines()[-15:])
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed (exit {code}); {log}:\n{tail}")
+
+
+def analyse_run(folder: Path, task: str, data_dir: Path, threads: int = 1) -> Dict[str, Any]:
+    """Score and probe one finished run (skipping the parts already written)."""
+    model = folder / "training" / "model-best"
+    corpus = data_dir / task
+    out = folder / "analysis"
+    out.mkdir(exist_ok=True)
+    test, train, dev = (str(corpus / f"{s}.spacy") for s in ("test", "train", "dev"))
+    if not (out / SCORE).exists():
+        _run([sys.executable, "-m", "spacy_mat", "score", str(model), test, "--train", train,
+              "--json", str(out / SCORE)], out / "score.log", threads)
+    if not (out / ROBUSTNESS).exists():
+        _run([sys.executable, "-m", "spacy_mat", "robustness", str(model), test, "--train", train,
+              "--pool", dev, "--mask-tokens", "non-entity", "entity",
+              "--output", str(out / ROBUSTNESS)], out / "robustness.log", threads)
+    score = json.loads((out / SCORE).read_text(encoding="utf8"))
+    robust = json.loads((out / ROBUSTNESS).read_text(encoding="utf8"))
+    return {
+        "test_f": score["conlleval"]["f"],
+        "unseen_f": score["unseen"]["token"]["f"],
+        "unseen_tokens": score["unseen"]["unseen_tokens"],
+        "probes": {k: {"f": v["scores"]["f"], "drop": v["drop"]}
+                   for k, v in robust["probes"].items() if k != "original"},
+    }
+
+
+def _mean(values: Sequence[float]) -> Optional[float]:
+    return statistics.fmean(values) if values else None
+
+
+def aggregate(per_run: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Mean over seeds per (task, row), Table 1's row order."""
+    order = {row: i for i, row in enumerate(METHODS)}
+    keys = sorted({(r["task"], r["row"]) for r in per_run},
+                  key=lambda k: (list(TASKS).index(k[0]), order.get(k[1], len(order)), k[1]))
+    rows = []
+    for task, row in keys:
+        runs = [r for r in per_run if (r["task"], r["row"]) == (task, row)]
+        rows.append({
+            "task": task, "row": row, "method": METHODS.get(row, row),
+            "seeds": sorted(r["seed"] for r in runs),
+            "vectors": sorted({r["vectors"] for r in runs}),
+            "test_f": _mean([r["test_f"] for r in runs]),
+            "unseen_f": _mean([r["unseen_f"] for r in runs]),
+            "probes": {p: {"f": _mean([r["probes"][p]["f"] for r in runs if p in r["probes"]]),
+                           "drop": _mean([r["probes"][p]["drop"] for r in runs if p in r["probes"]])}
+                       for p in PROBES},
+        })
+    return rows
+
+
+def _pct(x: Optional[float]) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def markdown(rows: List[Dict[str, Any]]) -> str:
+    lines = ["Table 3: F1 on words unseen in training (token level, conlleval tags), mean over "
+             "seeds.", "", "| Task | Method | Seeds | Vectors | Test F1 | Unseen-word F1 |",
+             "| --- | --- | :---: | --- | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {TASKS[r['task']]} | {r['method']} | {len(r['seeds'])} | "
+                     f"{', '.join(r['vectors'])} | {_pct(r['test_f'])} | {_pct(r['unseen_f'])} |")
+    lines += ["", "Robustness (test F1 and its drop from the original test set, mean over seeds): "
+              "entities replaced by dev-set entities never annotated in training; one "
+              "non-entity / entity token per sentence made an unknown word; all tokens "
+              "lowercased; one-character typos in 10% of the words (3+ letters).", "",
+              "| Task | Method | Test F1 | Replaced F1 (drop) | Non-entity → unk (drop) | "
+              "Entity → unk (drop) | Lowercased F1 (drop) | Typos F1 (drop) |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        cells = [f"{_pct(r['probes'][p]['f'])} ({_pct(r['probes'][p]['drop'])})" for p in PROBES]
+        lines.append(f"| {TASKS[r['task']]} | {r['method']} | {_pct(r['test_f'])} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spacy_mat.grid_analysis",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=Path("runs"), help="the grid's run folders")
+    parser.add_argument("--data-dir", type=Path, default=Path("corpus"))
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--rows", nargs="+", default=None)
+    parser.add_argument("--tasks", nargs="+", default=None, choices=list(TASKS))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    results = [r for r in gather(args.output)
+               if (args.rows is None or r["row"] in args.rows)
+               and (args.tasks is None or r["task"] in args.tasks)]
+    per_run = []
+    for i, result in enumerate(results, start=1):
+        folder = args.output / f"{result['task']}_{result['row']}" / f"seed{result['seed']}"
+        print(f"[{i}/{len(results)}] {folder}", flush=True)
+        scores = analyse_run(folder, result["task"], args.data_dir, args.threads)
+        per_run.append({"task": result["task"], "row": result["row"], "seed": result["seed"],
+                        "vectors": result.get("vectors", "none"), **scores})
+    rows = aggregate(per_run)
+    _write_json(args.results / "analysis.json", {"runs": per_run, "rows": rows})
+    (args.results / "analysis.md").write_text(markdown(rows), encoding="utf8")
+    print(markdown(rows))
+    print(f"-> {args.results / 'analysis.json'}, {args.results / 'analysis.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
