@@ -13,7 +13,7 @@
 #   TORCH_INDEX_URL  where pip finds torch; empty = pip's default index. A CPU-only
 #                    build elsewhere: https://download.pytorch.org/whl/cpu; a CUDA
 #                    build: https://download.pytorch.org/whl/cu126 (match your driver)
-#   EXTRAS           spacy_mat's extras to install (default test,glove; add ray, trf, plots as needed)
+#   EXTRAS           spacy_mat's extras to install (default test,glove,ray; add trf, plots as needed)
 #   PYTEST_ARGS      default: tests -q
 
 PYTHON ?= python3
@@ -23,7 +23,7 @@ VARS ?=
 PROJECT ?= .
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX_URL ?=
-EXTRAS ?= test,glove
+EXTRAS ?= test,glove,ray
 PYTEST_ARGS ?= tests -q
 
 VENV_PY := $(VENV)/bin/python

@@ -369,7 +369,16 @@ def run_grid(todo: Sequence[Run], settings: Settings, options: RayOptions,
     if not todo:
         return []
     ray = import_ray()
-    connected = _connect(ray, options, log)
+    try:
+        connected = _connect(ray, options, log)
+    except Exception as err:  # no cluster at ADDRESS, or a local node that did not start
+        try:
+            ray.shutdown()  # a failed start leaves the processes it did start running
+        except Exception:
+            pass
+        where = f"join the Ray cluster at {options.address}" if options.address not in (
+            None, "local") else "start a local Ray instance"
+        raise RuntimeError(f"could not {where}: {type(err).__name__}: {err}") from err
     pending: Dict[Any, Tuple[Run, int]] = {}
     try:
         resources = ray.cluster_resources()
