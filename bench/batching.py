@@ -19,7 +19,7 @@ from pathlib import Path
 from common import REPO, device_name, load_examples, machine, setup_torch, write_json
 from train_step import build
 
-MODES = {"baseline": "ner_baseline", "mat_similarity": "ner_mat_similarity"}
+MODES = ["baseline", "mat_similarity"]  # bench/train_step.py's modes (GloVe configs)
 
 
 def random_batches(examples, size, rng):
@@ -50,6 +50,8 @@ def main() -> int:
     parser.add_argument("--train", type=Path, default=REPO / "corpus" / "ner" / "train.spacy")
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--vectors", type=Path, default=REPO / "vectors" / "glove-6b-50d",
+                        help="vectors directory (python -m spacy_mat vectors)")
     args = parser.parse_args()
     if args.quick:
         args.sentences, args.repeats = 256, 1
@@ -61,10 +63,12 @@ def main() -> int:
     seconds = {(m, b): 0.0 for m in MODES for b in batchers}
     padding = {b: [] for b in batchers}
     for repeat in range(args.repeats):
-        for mode, config in MODES.items():
+        for mode in MODES:
             for name, make in batchers.items():
-                nlp, optimizer = build(config, lambda: examples, seed=0)
-                batches = make(examples, 64, random.Random(repeat))
+                # the pipeline's own examples (its vocab holds the vectors), the same sentences
+                nlp, optimizer, own = build(mode, args.train, args.sentences, seed=0,
+                                            vectors=args.vectors)
+                batches = make(own, 64, random.Random(repeat))
                 padding[name].append(padding_ratio(batches))
                 start = time.perf_counter()
                 for batch in batches:

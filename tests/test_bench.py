@@ -82,7 +82,8 @@ def test_train_step_quick(tmp_path, bench_corpus):
 
 
 def test_batching_quick(tmp_path, bench_corpus):
-    _run([BENCH / "batching.py", "--quick", "--train", bench_corpus / "train.spacy"], tmp_path)
+    _run([BENCH / "batching.py", "--quick", "--train", bench_corpus / "train.spacy",
+          "--vectors", sample_vectors_dir()], tmp_path)
     data = _load(tmp_path, "batching")
     rows = data["rows"]
     assert set(rows) == {"baseline/random", "baseline/bucketed", "mat_similarity/random",
