@@ -258,7 +258,7 @@ def test_makefile_two_commands():
     assert 'python -m spacy project run all . --vars.data_dir "/data/conll" --vars.task chunk' in dry.stdout
     gpu = make("-n", "-B", "install", "TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126")
     assert '"torch==2.13.0" --index-url "https://download.pytorch.org/whl/cu126"' in gpu.stdout
-    assert 'pip install -q -e ".[test,glove]"' in gpu.stdout
+    assert 'pip install -q -e ".[test,glove,ray]"' in gpu.stdout
     assert "python -m pytest tests -q" in make("-n", "test").stdout
     # no DATA_DIR: one line saying what to set, before installing anything
     missing = make("all", "DATA_DIR=")

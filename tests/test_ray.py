@@ -232,7 +232,9 @@ def test_failed_attempts_are_retried_then_reported(ray_available, tmp_path, monk
     assert any("ner_b/seed0: attempt 1 failed (on here: spacy train failed (exit code 1) ... "
                "MemoryError); resubmitting (attempt 2 of 2)" in line for line in retries)
     assert sum(line.startswith("[") and "/3] " in line for line in lines) == 2
-    assert lines[-1] == "[failed] ner_b/seed0; 0 left"
+    # runs finish in any order: the failure is reported once, and the last line leaves 0
+    assert sum(line.startswith("[failed] ner_b/seed0; ") for line in lines) == 1
+    assert lines[-1].endswith("; 0 left")
     # nothing left to do: no Ray at all
     assert run_grid([], settings, options, task=flaky) == []
 
