@@ -161,7 +161,7 @@ def test_pip_line_and_python_example(main_job, tmp_path):
 
 def test_test_commands():
     pytest_line = find("python", "-m", "pytest")
-    collected = run([sys.executable, *pytest_line[1:], "--collect-only", "-q"], cwd=REPO)
+    collected = run([sys.executable, *pytest_line[1:], "--collect-only"], cwd=REPO)  # README has -q
     assert re.search(r"\d+ tests collected", collected.stdout), collected.stdout[-1000:]
     for target in ("test", "install"):
         dry = run(["make", "-n", "-B", target], cwd=REPO)
