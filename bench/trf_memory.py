@@ -2,7 +2,9 @@
 (spacy_mat.TransformerFeatures.v1) while it serves many sentences: resident
 memory after 1k, 2k, 5k, 10k, 20k sentences, with the default feature cache
 setting and with ``cache_inference = true`` (the behaviour before issue #15:
-every tagged sentence stayed in the cache), each in a fresh process.
+every tagged sentence stayed in the cache), each in a fresh process, and of
+spaCy's tokenizer alone on the same texts (spaCy's vocabulary and string
+store grow with every new word form, in any pipeline: the control).
 
     python bench/trf_memory.py [--sentences 20000] [--hidden 128] [--model DIR] [--quick]
 
@@ -93,29 +95,44 @@ def build_pipeline(out: Path, corpus: Path, model: str, hidden: int) -> Path:
     return out / "pipeline"
 
 
-def worker(pipeline: str, texts_file: str, cache_inference: bool) -> dict:
+def worker(pipeline: str, texts_file: str, mode: str) -> dict:
+    """``mode``: "default", "cache_inference" (the pipeline with its feature
+    cache on at inference) or "tokenizer" (spaCy's tokenizer alone on the
+    same texts: the growth of spaCy's own vocabulary and string store, which
+    every pipeline shares)."""
     import spacy
 
-    from spacy_mat.architectures import get_context
-    from spacy_mat.contextual import get_encoder
     from spacy_mat.memory import release_freed_memory
 
-    overrides = {"components.mat_tagger.model.context.cache_inference": True} if cache_inference else {}
-    nlp = spacy.load(pipeline, config=overrides)
-    encoder = get_encoder(get_context(nlp.get_pipe("mat_tagger").model))
+    encoder = None
+    if mode == "tokenizer":
+        nlp = spacy.blank("en")
+    else:
+        from spacy_mat.architectures import get_context
+        from spacy_mat.contextual import get_encoder
+
+        overrides = ({"components.mat_tagger.model.context.cache_inference": True}
+                     if mode == "cache_inference" else {})
+        nlp = spacy.load(pipeline, config=overrides)
+        encoder = get_encoder(get_context(nlp.get_pipe("mat_tagger").model))
     texts = json.loads(Path(texts_file).read_text(encoding="utf8"))
     checkpoints = [c for c in CHECKPOINTS if c <= len(texts)] or [len(texts)]
+
+    def row(i: int, seconds: float) -> dict:
+        return {"sentences": i, "rss_mb": round(rss_mb(), 1),
+                "cached": len(encoder.cache) if encoder is not None else 0,
+                "lexemes": len(nlp.vocab), "strings": len(nlp.vocab.strings), "s": round(seconds, 1)}
+
     release_freed_memory()
-    rows = [{"sentences": 0, "rss_mb": round(rss_mb(), 1), "cached": len(encoder.cache), "s": 0.0}]
+    rows = [row(0, 0.0)]
     start = time.perf_counter()
     for i, _doc in enumerate(nlp.pipe(texts, batch_size=32), start=1):
         if i in checkpoints:
             release_freed_memory()
-            rows.append({"sentences": i, "rss_mb": round(rss_mb(), 1), "cached": len(encoder.cache),
-                         "s": round(time.perf_counter() - start, 1)})
-    return {"cache_inference": cache_inference, "rows": rows,
+            rows.append(row(i, time.perf_counter() - start))
+    return {"mode": mode, "cache_inference": mode == "cache_inference", "rows": rows,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "cache_stats": encoder.stats.to_dict()}
+            "cache_stats": encoder.stats.to_dict() if encoder is not None else None}
 
 
 def main() -> int:
@@ -130,8 +147,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:
         setup_torch(args.threads, -1)
-        pipeline, texts_file, cache_inference = args.worker
-        print(json.dumps(worker(pipeline, texts_file, cache_inference == "1")))
+        pipeline, texts_file, mode = args.worker
+        print(json.dumps(worker(pipeline, texts_file, mode)))
         return 0
     n = 600 if args.quick else args.sentences
     setup_torch(args.threads, -1)
@@ -141,26 +158,36 @@ def main() -> int:
         texts_file = Path(tmp) / "texts.json"
         texts_file.write_text(json.dumps(sentences(args.corpus.resolve(), n)), encoding="utf8")
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-        for label, flag in (("default", "0"), ("cache_inference", "1")):
+        for label in ("default", "cache_inference", "tokenizer"):
             cmd = [sys.executable, __file__, "--threads", str(args.threads),
-                   "--worker", str(pipeline), str(texts_file), flag]
+                   "--worker", str(pipeline), str(texts_file), label]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parent)
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 return proc.returncode
             results[label] = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"{'setting':16} " + " ".join(f"{r['sentences']:>8}" for r in results["default"]["rows"])
-          + "   (RSS MB after N sentences; cached sentences)")
+          + "   (RSS MB after N sentences; cached sentences; spaCy lexemes)")
     for label, r in results.items():
         print(f"{label:16} " + " ".join(f"{row['rss_mb']:8.0f}" for row in r["rows"]))
         print(f"{'  cached':16} " + " ".join(f"{row['cached']:8d}" for row in r["rows"]))
+        print(f"{'  lexemes':16} " + " ".join(f"{row['lexemes']:8d}" for row in r["rows"]))
+
+    def growth(label: str) -> float:
+        rows = results[label]["rows"]
+        return round(rows[-1]["rss_mb"] - rows[1]["rss_mb"], 1) if len(rows) > 2 else 0.0
+
     rows = results["default"]["rows"]
-    growth = rows[-1]["rss_mb"] - rows[1]["rss_mb"] if len(rows) > 2 else 0.0
+    beyond = round(growth("default") - growth("tokenizer"), 1)
     print(f"default: RSS {rows[1]['rss_mb']:.0f} MB after {rows[1]['sentences']} sentences, "
-          f"{rows[-1]['rss_mb']:.0f} MB after {rows[-1]['sentences']} ({growth:+.0f} MB)")
+          f"{rows[-1]['rss_mb']:.0f} MB after {rows[-1]['sentences']} ({growth('default'):+.0f} MB; "
+          f"spaCy's tokenizer alone on the same texts {growth('tokenizer'):+.0f} MB, "
+          f"so {beyond:+.0f} MB beyond spaCy's vocabulary)")
     payload = {"sentences": n, "encoder": args.model or f"random BERT, 2 layers, hidden {args.hidden}",
                "threads": args.threads, "results": results,
-               "default_growth_mb_after_first_checkpoint": round(growth, 1), "machine": machine()}
+               "default_growth_mb_after_first_checkpoint": growth("default"),
+               "tokenizer_growth_mb_after_first_checkpoint": growth("tokenizer"),
+               "default_growth_beyond_tokenizer_mb": beyond, "machine": machine()}
     write_json("trf_memory", payload, quick=args.quick)
     return 0
 

@@ -190,8 +190,10 @@ def candidate_mask(vocab_size: int, originals: Tensor, n_special: int,
     each word's lowercase form), except the candidates in the original's group."""
     allowed = torch.ones(len(originals), vocab_size, dtype=torch.bool, device=originals.device)
     allowed[:, :n_special] = False
-    inside = (originals < vocab_size).nonzero(as_tuple=True)[0]
-    allowed[inside, originals[inside]] = False
+    # the original itself is out (no nonzero(): its size would be read on the host)
+    rows = torch.arange(len(originals), device=originals.device)
+    cols = originals.clamp(max=vocab_size - 1)
+    allowed[rows, cols] = allowed[rows, cols] & (originals >= vocab_size)
     if groups is not None and query_groups is not None:
         allowed &= groups[None, :] != query_groups[:, None]
     return allowed

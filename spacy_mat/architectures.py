@@ -413,28 +413,31 @@ def train_step(model: Model, X: Sequence[TokenSeq], gold: Sequence[Sequence[np.n
     strings = [[t.text for t in X[i]] for i in keep]
     batch = tables.featurize(strings)
     word_ids, char_ids, lengths = tensors(batch, device)
+    host_lengths = torch.from_numpy(batch.lengths)  # packing reads these: no device round trip
     context = get_context(model)
     ctx = context_batch(context, strings, device) if context is not None else None
     mask = length_mask(lengths, word_ids.shape[1])
     gold_t = [_pad_tags([gold_h[i] for i in keep], word_ids.shape[1], device) for gold_h in gold]
+    # unknown gold tags (< 0, missing annotation) read on the host, not from the device
+    partial = [any(bool((np.asarray(gold_h[i]) < 0).any()) for i in keep) for gold_h in gold]
     network.train()
     word_ids = network.drop_words(word_ids, UNK_ID)
     words, chars = network.embed(word_ids, char_ids)
     if perturb:
         words.retain_grad()
         chars.retain_grad()
-    label_loss = network.nll(network.emissions(words, chars, char_ids, lengths, ctx), gold_t, mask).mean()
+    label_loss = network.nll(network.emissions(words, chars, char_ids, host_lengths, ctx), gold_t, mask,
+                             partial=partial).mean()
     label_loss.backward()
-    losses = {"label": float(label_loss.detach())}
     if not run_adversarial:
-        return losses
+        return {"label": float(label_loss.detach())}  # the step's one read of a device value
 
     if settings.case_augmentation > 0:  # extension: lowercased sentences in the adversarial pass
         word_ids, char_ids, _ = lowercase_rows(tables, strings, word_ids, char_ids,
                                                settings.case_augmentation)
     if settings.masks:
         word_ids, char_ids, corruption = corrupt_inputs(network, tables, word_ids, char_ids,
-                                                        lengths, settings, gold=gold_t[0],
+                                                        host_lengths, settings, gold=gold_t[0],
                                                         strings=strings)
         if context is not None and len(corruption.rows) and settings.mask_context:
             ctx = context_batch(context, strings, device,
@@ -445,10 +448,12 @@ def train_step(model: Model, X: Sequence[TokenSeq], gold: Sequence[Sequence[np.n
         d_chars = perturbation(chars.grad, settings.delta_char)
         extra = adv_chars.shape[2] - d_chars.shape[2]
         adv_chars = adv_chars + torch.nn.functional.pad(d_chars, (0, 0, 0, extra))
-    adv_loss = network.nll(network.emissions(adv_words, adv_chars, char_ids, lengths, ctx), gold_t, mask).mean()
+    adv_loss = network.nll(network.emissions(adv_words, adv_chars, char_ids, host_lengths, ctx), gold_t, mask,
+                           partial=partial).mean()
     (adv_weight * adv_loss).backward()
-    losses["adv"] = float(adv_loss.detach())
-    return losses
+    # both losses read at the end, in one transfer (no stall between the passes)
+    label, adv = torch.stack([label_loss.detach(), adv_loss.detach()]).tolist()
+    return {"label": label, "adv": adv}
 
 
 class Corruption(NamedTuple):
@@ -489,15 +494,22 @@ def corrupt_inputs(network: CharCNNBiLSTMCRF, tables: IndexTables, word_ids: tor
     tokens at that rate. Also returns the :class:`Corruption` (rows,
     positions, substitute words; ``strings``, the batch's tokens, give the
     original word of an ``<UNK>``-masked token)."""
-    preferred = (gold > 0) if gold is not None and settings.entity_selection > 0 else None
+    # the plan is drawn where ``lengths`` live (pass the host copy: its row
+    # and position lists are then read without a device sync)
+    preferred = ((gold > 0).to(lengths.device) if gold is not None and settings.entity_selection > 0
+                 else None)
     plan = plan_masking(lengths, settings.select_rate, settings.mask_rate, preferred=preferred,
                         prefer_rate=settings.entity_selection)
     if len(plan.rows) == 0:
         return word_ids, char_ids, Corruption([], [], [])
     replace = ~plan.masked
-    originals = word_ids[plan.rows[replace], plan.positions[replace]]
-    substitutes = sample_substitutes(substitute_probs(network, tables, originals, settings))
-    sub_words = [tables.words[i] for i in substitutes.tolist()]
+    if bool(replace.any()):  # a host read when the plan was drawn on the host
+        originals = word_ids[plan.rows[replace], plan.positions[replace]]
+        substitutes = sample_substitutes(substitute_probs(network, tables, originals, settings))
+        # the step's one read of sampled values: the substitutes' characters are looked up by word
+        sub_words = [tables.words[i] for i in substitutes.tolist()]
+    else:
+        substitutes, sub_words = word_ids.new_zeros(0), []
     sub_chars = [tables.char_ids(w) for w in sub_words]
     width = max([char_ids.shape[2]] + [len(c) for c in sub_chars])
 
@@ -563,7 +575,7 @@ def substitute_probs(network: CharCNNBiLSTMCRF, tables: IndexTables, originals: 
     device = originals.device
     groups = query_groups = None
     if settings.exclude_case_variants:
-        all_groups = torch.as_tensor(tables.case_groups(), device=device)
+        all_groups = tables.case_groups_on(device)
         groups, query_groups = all_groups[:n_candidates], all_groups[originals]
     if settings.replacement == "similarity":
         if n_candidates <= embed.weight.shape[0]:

@@ -520,6 +520,11 @@ def span_log_probs(
     emissions, mask = _prepare(emissions, mask)
     if emissions.shape[1] == 0 or rows.numel() == 0:
         return emissions.new_zeros(rows.shape[0])
+    if _single_host_row(emissions, transitions, start, end) and rows.device.type == "cpu":
+        columns = [c.long().numpy() for c in (rows, starts, ends, begin_tags, inside_tags)]
+        out = _span_log_probs_numpy(_host(emissions[0]), int(mask[0].sum()), _host(transitions),
+                                    _host(start), _host(end), *columns)
+        return torch.from_numpy(out).to(emissions.dtype)
     rows, starts, ends = rows.long(), starts.long(), ends.long()
     begin_tags, inside_tags = begin_tags.long(), inside_tags.long()
     lengths = _lengths(mask)
@@ -547,3 +552,84 @@ def span_log_probs(
     leave = leave.scatter(1, inside_tags.unsqueeze(1), float("-inf"))
     exit_score = torch.where(at_end, end[last], torch.logsumexp(leave, dim=1))
     return enter + stay + exit_score - log_z[rows]
+
+
+def _scaled_recursions(e: np.ndarray, trans: np.ndarray, start: np.ndarray,
+                       end: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """Forward and backward log-scores ``[n, T]`` of one row of ``n >= 1``
+    tokens in float64 probability space (one ``[T] @ [T, T]`` product per
+    step, each step rescaled by its maximum; the logs are taken once at the
+    end). A forbidden move (-1e4) becomes exactly 0, as it is ~0 in log
+    space. None if a step underflows to all zeros (a row scoring over ~700
+    nats apart within one token): the caller then takes the log-space loops."""
+    n = e.shape[0]
+    shift = trans.max()
+    moves = np.exp(trans - shift)
+    top = e.max(axis=1, keepdims=True)
+    weights = np.exp(e - top)
+    alpha, beta = np.empty_like(e), np.empty_like(e)
+    log_alpha, log_beta = np.empty(n), np.empty(n)
+    a = np.exp(start - start.max()) * weights[0]
+    scale = a.max()
+    log_scale = start.max() + top[0, 0] + np.log(scale)
+    alpha[0], log_alpha[0] = a / scale, log_scale
+    for t in range(1, n):
+        a = (alpha[t - 1] @ moves) * weights[t]
+        scale = a.max()
+        if not scale > 0:
+            return None
+        log_scale += shift + top[t, 0] + np.log(scale)
+        alpha[t], log_alpha[t] = a / scale, log_scale
+    b = np.exp(end - end.max())
+    log_scale = end.max()
+    beta[n - 1], log_beta[n - 1] = b, log_scale
+    for t in range(n - 2, -1, -1):
+        b = moves @ (weights[t + 1] * beta[t + 1])
+        scale = b.max()
+        if not scale > 0:
+            return None
+        log_scale += shift + top[t + 1, 0] + np.log(scale)
+        beta[t], log_beta[t] = b / scale, log_scale
+    with np.errstate(divide="ignore"):
+        return np.log(alpha) + log_alpha[:, None], np.log(beta) + log_beta[:, None]
+
+
+def _logsumexp_np(x: np.ndarray) -> float:
+    top = x.max()
+    if not np.isfinite(top):
+        return float(top)
+    return float(top + np.log(np.exp(x - top).sum()))
+
+
+def _span_log_probs_numpy(e: np.ndarray, n: int, trans: np.ndarray, start: np.ndarray, end: np.ndarray,
+                          rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, begin_tags: np.ndarray,
+                          inside_tags: np.ndarray) -> np.ndarray:
+    """:func:`span_log_probs` of one row of ``n`` tokens (``rows`` all 0) in
+    float64 numpy: serving one sentence, free of torch's per-operation cost."""
+    if (rows != 0).any() or (starts < 0).any() or (ends <= starts).any() or (ends > n).any():
+        raise ValueError("span_log_probs: spans must satisfy 0 <= start < end <= row length")
+    e, trans = e[:n].astype(np.float64), trans.astype(np.float64)
+    start, end = start.astype(np.float64), end.astype(np.float64)
+    recursions = _scaled_recursions(e, trans, start, end)
+    if recursions is None:
+        alphas = _forward_numpy(e, n, trans, start)
+        betas = _backward_numpy(e, n, trans, end)
+    else:
+        alphas, betas = recursions
+    log_z = _logsumexp_np(alphas[n - 1] + end)
+    prefix = np.concatenate([np.zeros((1, e.shape[1])), np.cumsum(e, axis=0)])
+    out = np.empty(len(starts))
+    for k, (s, stop, b, i) in enumerate(zip(starts.tolist(), ends.tolist(), begin_tags.tolist(),
+                                            inside_tags.tolist())):
+        score = alphas[s, b]
+        if stop - s > 1:
+            score += trans[b, i] + (stop - s - 2) * trans[i, i] + prefix[stop, i] - prefix[s + 1, i]
+        last = i if stop - s > 1 else b
+        if stop >= n:
+            score += end[last]
+        else:
+            leave = trans[last] + e[stop] + betas[stop]
+            leave[i] = -np.inf
+            score += _logsumexp_np(leave)
+        out[k] = score - log_z
+    return out

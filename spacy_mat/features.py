@@ -124,6 +124,21 @@ class IndexTables:
             self._case_groups = groups
         return groups
 
+    def case_groups_on(self, device: "torch.device") -> "torch.Tensor":
+        """:meth:`case_groups` as a tensor on ``device``: on the CPU a view
+        of the array, elsewhere uploaded once and kept (MAT reads it every
+        step)."""
+        import torch
+
+        groups = self.case_groups()
+        if torch.device(device).type == "cpu":
+            return torch.from_numpy(groups)
+        cached = getattr(self, "_case_groups_device", None)
+        if cached is None or cached[0] is not groups or cached[1] != torch.device(device):
+            cached = (groups, torch.device(device), torch.as_tensor(groups, device=device))
+            self._case_groups_device = cached
+        return cached[2]
+
     def word_key(self, text: str) -> str:
         """The form under which a token is looked up in the word table."""
         if self.lowercase:

@@ -3,7 +3,7 @@
 mean over seeds per row and task.
 
     python -m spacy_mat.grid_analysis [--output runs] [--data-dir corpus]
-        [--results results] [--rows ...] [--tasks ...] [--threads 1]
+        [--results results] [--rows ...] [--tasks ...] [--threads 1] [--split dev]
 
 For each run folder with a ``result.json`` (see :mod:`spacy_mat.experiments`)
 it scores ``training/model-best`` on ``<data-dir>/<task>/test.spacy`` with
@@ -40,22 +40,29 @@ def _run(cmd: List[str], log: Path, threads: int) -> None:
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed (exit {code}); {log}:\n{tail}")
 
 
-def analyse_run(folder: Path, task: str, data_dir: Path, threads: int = 1) -> Dict[str, Any]:
-    """Score and probe one finished run (skipping the parts already written)."""
+def analyse_run(folder: Path, task: str, data_dir: Path, threads: int = 1,
+                split: str = "test") -> Dict[str, Any]:
+    """Score and probe one finished run on ``split`` (skipping the parts
+    already written). On the dev split (for choosing a configuration
+    without touching the test set) the replaced entities come from dev's
+    own other entities never annotated in training."""
     model = folder / "training" / "model-best"
     corpus = data_dir / task
     out = folder / "analysis"
     out.mkdir(exist_ok=True)
     test, train, dev = (str(corpus / f"{s}.spacy") for s in ("test", "train", "dev"))
-    if not (out / SCORE).exists():
-        _run([sys.executable, "-m", "spacy_mat", "score", str(model), test, "--train", train,
-              "--json", str(out / SCORE)], out / "score.log", threads)
-    if not (out / ROBUSTNESS).exists():
-        _run([sys.executable, "-m", "spacy_mat", "robustness", str(model), test, "--train", train,
-              "--pool", dev, "--mask-tokens", "non-entity", "entity",
-              "--output", str(out / ROBUSTNESS)], out / "robustness.log", threads)
-    score = json.loads((out / SCORE).read_text(encoding="utf8"))
-    robust = json.loads((out / ROBUSTNESS).read_text(encoding="utf8"))
+    evaluated, pool = (test, ["--pool", dev]) if split == "test" else (dev, [])
+    suffix = "" if split == "test" else f"_{split}"
+    score_file, robust_file = (out / name.replace(".json", f"{suffix}.json") for name in (SCORE, ROBUSTNESS))
+    if not score_file.exists():
+        _run([sys.executable, "-m", "spacy_mat", "score", str(model), evaluated, "--train", train,
+              "--json", str(score_file)], out / f"score{suffix}.log", threads)
+    if not robust_file.exists():
+        _run([sys.executable, "-m", "spacy_mat", "robustness", str(model), evaluated, "--train", train,
+              *pool, "--mask-tokens", "non-entity", "entity",
+              "--output", str(robust_file)], out / f"robustness{suffix}.log", threads)
+    score = json.loads(score_file.read_text(encoding="utf8"))
+    robust = json.loads(robust_file.read_text(encoding="utf8"))
     return {
         "test_f": score["conlleval"]["f"],
         "unseen_f": score["unseen"]["token"]["f"],
@@ -94,18 +101,21 @@ def _pct(x: Optional[float]) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
 
 
-def markdown(rows: List[Dict[str, Any]]) -> str:
+def markdown(rows: List[Dict[str, Any]], split: str = "test") -> str:
+    where = "" if split == "test" else f" Scored on the {split} set (for choosing a configuration)."
+    replaced_from = "dev-set entities" if split == "test" else f"other {split}-set entities"
+    col = f"{split.capitalize()} F1"
     lines = ["Table 3: F1 on words unseen in training (token level, conlleval tags), mean over "
-             "seeds.", "", "| Task | Method | Seeds | Vectors | Test F1 | Unseen-word F1 |",
+             "seeds." + where, "", f"| Task | Method | Seeds | Vectors | {col} | Unseen-word F1 |",
              "| --- | --- | :---: | --- | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {TASKS[r['task']]} | {r['method']} | {len(r['seeds'])} | "
                      f"{', '.join(r['vectors'])} | {_pct(r['test_f'])} | {_pct(r['unseen_f'])} |")
-    lines += ["", "Robustness (test F1 and its drop from the original test set, mean over seeds): "
-              "entities replaced by dev-set entities never annotated in training; one "
+    lines += ["", f"Robustness ({split} F1 and its drop from the original {split} set, mean over seeds): "
+              f"entities replaced by {replaced_from} never annotated in training; one "
               "non-entity / entity token per sentence made an unknown word; all tokens "
               "lowercased; one-character typos in 10% of the words (3+ letters).", "",
-              "| Task | Method | Test F1 | Replaced F1 (drop) | Non-entity → unk (drop) | "
+              f"| Task | Method | {col} | Replaced F1 (drop) | Non-entity → unk (drop) | "
               "Entity → unk (drop) | Lowercased F1 (drop) | Typos F1 (drop) |",
               "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
@@ -124,6 +134,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--rows", nargs="+", default=None)
     parser.add_argument("--tasks", nargs="+", default=None, choices=list(TASKS))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--split", choices=["test", "dev"], default="test",
+                        help="score and probe on this split; dev is for choosing a configuration "
+                             "(writes analysis_dev.{json,md})")
     args = parser.parse_args(argv)
     results = [r for r in gather(args.output)
                if (args.rows is None or r["row"] in args.rows)
@@ -132,14 +145,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for i, result in enumerate(results, start=1):
         folder = args.output / f"{result['task']}_{result['row']}" / f"seed{result['seed']}"
         print(f"[{i}/{len(results)}] {folder}", flush=True)
-        scores = analyse_run(folder, result["task"], args.data_dir, args.threads)
+        scores = analyse_run(folder, result["task"], args.data_dir, args.threads, args.split)
         per_run.append({"task": result["task"], "row": result["row"], "seed": result["seed"],
                         "vectors": result.get("vectors", "none"), **scores})
     rows = aggregate(per_run)
-    _write_json(args.results / "analysis.json", {"runs": per_run, "rows": rows})
-    (args.results / "analysis.md").write_text(markdown(rows), encoding="utf8")
-    print(markdown(rows))
-    print(f"-> {args.results / 'analysis.json'}, {args.results / 'analysis.md'}")
+    name = "analysis" if args.split == "test" else f"analysis_{args.split}"
+    _write_json(args.results / f"{name}.json", {"split": args.split, "runs": per_run, "rows": rows})
+    (args.results / f"{name}.md").write_text(markdown(rows, args.split), encoding="utf8")
+    print(markdown(rows, args.split))
+    print(f"-> {args.results / f'{name}.json'}, {args.results / f'{name}.md'}")
     return 0
 
 

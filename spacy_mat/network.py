@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from . import host_lstm
 from .adversarial import weighted_moments
 from .crf import CRF
 
@@ -144,6 +145,8 @@ class BiLSTM(nn.Module):
             nn.LSTM(w, hidden_width, batch_first=True, bidirectional=True) for w in widths
         )
         self.dropout = VariationalDropout(dropout)
+        self.host_single = True  # one sentence in prediction: the numpy loop (see _runs_on_host)
+        self._host_cache: Optional[Tuple[tuple, List[host_lstm.HostLSTMWeights]]] = None
         for lstm in self.layers:  # forget-gate bias 1 (Jozefowicz et al. 2015)
             for name, param in lstm.named_parameters():
                 if name.startswith("bias_ih"):
@@ -161,6 +164,9 @@ class BiLSTM(nn.Module):
         total = x.shape[1]
         host = lengths.cpu()  # no copy when the caller passes host lengths
         if bool((host == total).all()):
+            if self._runs_on_host(x):
+                out = host_lstm.bilstm(x[0].numpy(), self._host_weights())
+                return torch.from_numpy(out).unsqueeze(0)
             for lstm in self.layers:
                 x, _ = lstm(self.dropout(x))
             return self.dropout(x)
@@ -178,6 +184,33 @@ class BiLSTM(nn.Module):
             out, _ = lstm(packed)
             x, _ = pad_packed_sequence(out, batch_first=True, total_length=total)
         return self.dropout(x.index_select(0, inverse))
+
+    def _runs_on_host(self, x: Tensor) -> bool:
+        """One sequence on the CPU in prediction (eval mode, no autograd):
+        :mod:`spacy_mat.host_lstm` is several times faster than torch's
+        per-step dispatch there (serving ``nlp(text)``)."""
+        return (self.host_single and not self.training and x.shape[0] == 1 and x.device.type == "cpu"
+                and x.dtype in (torch.float32, torch.float64)
+                and not (torch.is_grad_enabled() and x.requires_grad))
+
+    def _host_weights(self) -> List[host_lstm.HostLSTMWeights]:
+        """The layers' weights as numpy arrays, cached; dropped by :meth:`train`
+        (thinc's optimizer updates weights in place) and keyed by the
+        parameters' storage and version counters."""
+        params = list(self.parameters())
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        if self._host_cache is None or self._host_cache[0] != key:
+            layers = []
+            for lstm in self.layers:
+                get = [[getattr(lstm, f"{name}_l0{suffix}").detach().numpy() for suffix in ("", "_reverse")]
+                       for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                layers.append(host_lstm.layer_weights(*get))
+            self._host_cache = (key, layers)
+        return self._host_cache[1]
+
+    def train(self, mode: bool = True) -> "BiLSTM":
+        self._host_cache = None
+        return super().train(mode)
 
 
 class ScalarMix(nn.Module):

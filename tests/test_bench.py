@@ -142,3 +142,20 @@ def test_train_step_vector_modes_and_memory_quick(tmp_path, bench_corpus):
     memory = _load(tmp_path, "train_memory")
     assert set(memory["modes"]) == {"baseline", "baseline_trainonly"}
     assert all(m["peak_rss_mb"] > 0 and m["model_mb"] > 0 for m in memory["modes"].values())
+
+
+def test_trf_memory_quick(tmp_path, bench_corpus):
+    """The serving-memory bench runs end to end on a random 2-layer BERT:
+    the default pipeline caches nothing at inference, cache_inference
+    caches every sentence, and the tokenizer-alone control is reported."""
+    pytest.importorskip("transformers")
+    out = _run([BENCH / "trf_memory.py", "--quick", "--hidden", "32", "--corpus", bench_corpus], tmp_path)
+    data = _load(tmp_path, "trf_memory")
+    assert "beyond spaCy's vocabulary" in out
+    results = data["results"]
+    assert set(results) == {"default", "cache_inference", "tokenizer"}
+    assert all(row["cached"] == 0 for row in results["default"]["rows"])
+    last = results["cache_inference"]["rows"][-1]
+    assert last["cached"] > 0 and last["sentences"] == data["sentences"]
+    assert results["tokenizer"]["rows"][-1]["lexemes"] > results["tokenizer"]["rows"][0]["lexemes"]
+    assert isinstance(data["default_growth_beyond_tokenizer_mb"], float)

@@ -66,6 +66,37 @@ def test_span_log_probs_match_brute_force(constrained, seed):
         assert math.exp(float(got[k])) == pytest.approx(math.exp(expected), abs=ATOL)
 
 
+@pytest.mark.parametrize("constrained", [True, False])
+@pytest.mark.parametrize("spread", [2.0, 800.0])
+def test_single_row_span_log_probs_match_brute_force(constrained, spread):
+    """One row on the CPU without autograd takes the numpy path (scaled
+    probability-space recursions; with a spread of 800 nats within a token
+    they underflow and the log-space loops take over); padded to a longer
+    length too. Float32 input gives the same probabilities."""
+    lengths = [4, 5, 2]
+    emissions, mask, scores = make_case(lengths, 7, constrained=constrained)
+    emissions = emissions * (spread / 2.0)
+    for r, n in enumerate(lengths):
+        one, one_mask = emissions[r: r + 1], mask[r: r + 1]
+        assert crf._single_host_row(one, *scores)
+        spans = [(0, s, e, b, b + 1) for s in range(n) for e in range(s + 1, n + 1) for b in (1, 3)]
+        columns = [torch.tensor(c) for c in zip(*spans)]
+        got = crf.span_log_probs(one, one_mask, *scores, *columns)
+        got32 = crf.span_log_probs(one.float(), one_mask, *(x.float() for x in scores), *columns)
+        paths = all_paths(emissions, r, n, scores)
+        log_z = logsumexp(score for _, score in paths)
+        for k, (_, s, e, b, i) in enumerate(spans):
+            match = [score for p, score in paths
+                     if p[s] == b and all(t == i for t in p[s + 1:e]) and (e == n or p[e] != i)]
+            expected = math.exp(logsumexp(match) - log_z)
+            assert math.exp(float(got[k])) == pytest.approx(expected, abs=ATOL)
+            assert math.exp(float(got32[k])) == pytest.approx(expected, abs=1e-4)
+        batched = crf.span_log_probs(emissions, mask, *scores, torch.full_like(columns[0], r), *columns[1:])
+        assert torch.allclose(got.exp(), batched.exp(), atol=ATOL)
+    with pytest.raises(ValueError):
+        crf.span_log_probs(emissions[:1], mask[:1], *scores, *(torch.tensor([x]) for x in (0, 2, 9, 1, 2)))
+
+
 def test_span_probs_of_a_row_sum_to_expected_entity_count():
     """Sum over all spans of P(span) = expected number of entities (brute force)."""
     lengths = [4]

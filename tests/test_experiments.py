@@ -227,3 +227,22 @@ def test_grid_analysis_unseen_words_and_probes(finished, corpus):
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=finished)  # resumes: all cached
     assert again.returncode == 0
     assert json.loads((finished / "analysis" / "analysis.json").read_text()) == data
+
+
+def test_grid_analysis_on_dev_for_choosing(finished, corpus):
+    """--split dev scores and probes the dev set (its F1 is the run's dev
+    score), into analysis_dev.{json,md}, next to the test analysis files."""
+    cmd = [sys.executable, "-m", "spacy_mat.grid_analysis", "--output", str(finished / "runs"),
+           "--data-dir", str(corpus), "--results", str(finished / "analysis_dev_check"),
+           "--rows", "baseline", "--split", "dev"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=finished)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    data = json.loads((finished / "analysis_dev_check" / "analysis_dev.json").read_text())
+    assert data["split"] == "dev"
+    for run in data["runs"]:
+        folder = finished / "runs" / "ner_baseline" / f"seed{run['seed']}"
+        result = json.loads((folder / "result.json").read_text())
+        assert run["test_f"] == pytest.approx(result["dev"]["ents_f"], abs=1e-6)
+        assert (folder / "analysis" / "robustness_dev.json").exists()
+        assert "replace_entities" in run["probes"]
+    assert "| Dev F1 |" in (finished / "analysis_dev_check" / "analysis_dev.md").read_text()

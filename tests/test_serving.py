@@ -7,6 +7,7 @@ on a GPU, and on any machine by running the step on the ``meta`` device, where
 every read of a value on the host (``bool()``, ``.item()``, ``.cpu()``,
 boolean indexing) raises."""
 import itertools
+import traceback
 
 import numpy as np
 import pytest
@@ -282,6 +283,31 @@ def test_no_host_reads_in_the_training_and_prediction_math():
     # the check itself can fail: reading the tags to find unknown ones is a host read
     with pytest.raises(RuntimeError, match="meta"):
         net.crfs[0].nll(emissions[0], tags, mask)
+
+
+@pytest.mark.parametrize("adversarial, where", [
+    ({"mode": "none"}, "train_step"),
+    ({"mode": "at"}, "train_step"),
+    ({"mode": "mat", "select_rate": 1.0, "mask_rate": 1.0}, "train_step"),  # every sentence masked
+    ({"mode": "mat", "select_rate": 1.0, "mask_rate": 0.0}, "corrupt_inputs"),  # every one replaced
+])
+def test_training_step_reads_device_values_once(adversarial, where):
+    """A whole training step with the network on the meta device (where any
+    read of a value raises): the first read is the losses' at the very end
+    (one transfer for both), or, when MAT replaces words, the sampled
+    substitute ids (their characters are looked up by word on the host).
+    Lengths, unknown-tag flags and the masking plan come from the host."""
+    from test_adversarial import make_tagger
+
+    from spacy_mat.architectures import get_network, train_step
+
+    tagger, seqs, gold = make_tagger(adversarial)
+    get_network(tagger.model).to("meta")
+    with pytest.raises((RuntimeError, NotImplementedError), match="meta") as info:
+        train_step(tagger.model, seqs, gold)
+    frames = [f for f in traceback.extract_tb(info.value.__traceback__) if "spacy_mat" in f.filename]
+    assert frames[-1].name == where
+    assert "tolist()" in frames[-1].line or "float(label_loss" in frames[-1].line
 
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
