@@ -355,8 +355,20 @@ class CharCNNBiLSTMCRF(nn.Module):
         rows = length_mask(host_lengths, n).reshape(-1).nonzero().squeeze(1)
         if chars.device.type != "cpu":
             rows = rows.to(chars.device, non_blocking=True)
-        feats = self.char_cnn(chars.reshape(b * n, w, c).index_select(0, rows),
-                              char_mask.index_select(0, rows))
+        n_real = len(rows)
+        cnn_rows, cnn_chars, cnn_mask = rows, chars.reshape(b * n, w, c), char_mask
+        if not self.training:
+            # prediction sees endless (tokens, word width) shapes, and each new
+            # one adds an entry to oneDNN's primitive cache (resident memory
+            # creeping up with every batch): round both up to a few sizes
+            # (repeated rows are dropped below; padding chars are masked)
+            cnn_rows = torch.cat([rows, rows.new_zeros(shape_bucket(n_real) - n_real)])
+            extra = -w % 4
+            if extra:
+                cnn_chars = torch.nn.functional.pad(cnn_chars, (0, 0, 0, extra))
+                cnn_mask = torch.nn.functional.pad(cnn_mask, (0, extra))
+        feats = self.char_cnn(cnn_chars.index_select(0, cnn_rows),
+                              cnn_mask.index_select(0, cnn_rows))[:n_real]
         char_feats = feats.new_zeros(b * n, feats.shape[1]).index_copy(0, rows, feats)
         parts = [words, char_feats.reshape(b, n, -1)]
         if context is not None:
@@ -376,6 +388,18 @@ class CharCNNBiLSTMCRF(nn.Module):
     def decode(self, emissions: Sequence[Tensor], mask: Tensor) -> List[Tensor]:
         """Best tag path per head, ``[B, L]`` each."""
         return [crf.decode(e, mask) for crf, e in zip(self.crfs, emissions)]
+
+
+def shape_bucket(n: int) -> int:
+    """``n`` rounded up to the next of 1..8, then sizes growing by 1.25x
+    (8, 10, 13, 17, 22, ...): at most 25% padding, a few dozen sizes up to
+    thousands of rows."""
+    if n <= 8:
+        return n
+    size = 8
+    while size < n:
+        size = math.ceil(size * 1.25)
+    return size
 
 
 def length_mask(lengths: Tensor, total: int) -> Tensor:

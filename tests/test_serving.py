@@ -347,6 +347,33 @@ def test_no_device_syncs_on_a_gpu():
     assert paths[0].cpu().shape == (3, 6)
 
 
+def test_shape_buckets_are_few_and_tight():
+    from spacy_mat.network import shape_bucket
+
+    sizes = [shape_bucket(n) for n in range(1, 5001)]
+    assert all(n <= b <= max(n, 1.25 * n + 1) for n, b in zip(range(1, 5001), sizes))
+    assert sizes == sorted(sizes) and len(set(sizes)) < 50
+
+
+def test_prediction_shape_buckets_leave_the_emissions_unchanged():
+    """In prediction the char CNN runs on rows and word widths rounded up
+    (a bounded set of shapes); the emissions equal those of training mode
+    (no buckets) with dropout off."""
+    net = _tiny_network(dropout=0.0)
+    gen = torch.Generator().manual_seed(3)
+    word_ids, char_ids = _ids(gen, batch=4, length=9, width=7)
+    lengths = torch.tensor([9, 7, 3, 1])
+    mask = length_mask(lengths, 9)
+    char_ids = char_ids * mask[:, :, None]
+    word_ids = word_ids * mask
+    with torch.no_grad():
+        net.train()
+        expected = net.emissions(*net.embed(word_ids, char_ids), char_ids, lengths)[0]
+        net.eval()
+        got = net.emissions(*net.embed(word_ids, char_ids), char_ids, lengths)[0]
+    torch.testing.assert_close(got[mask], expected[mask], atol=1e-5, rtol=1e-5)
+
+
 # -- the transformer feature cache -------------------------------------------------------------
 
 def test_feature_cache_bounded_in_serving(tmp_path):
