@@ -14,7 +14,8 @@ PAD, UNK, MASK = "<PAD>", "<UNK>", "<Mask>"
 SPECIALS = (PAD, UNK, MASK)
 PAD_ID, UNK_ID, MASK_ID = 0, 1, 2
 _DIGITS = re.compile(r"[0-9]")
-_CHAR_CACHE_LIMIT = 200_000
+# char ids per token string, cached for speed; cleared when full (~350 bytes an entry)
+_CHAR_CACHE_LIMIT = 50_000
 
 
 class Batch(NamedTuple):
