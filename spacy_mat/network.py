@@ -187,8 +187,8 @@ class BiLSTM(nn.Module):
 
     def _runs_on_host(self, x: Tensor) -> bool:
         """One sequence on the CPU in prediction (eval mode, no autograd):
-        :mod:`spacy_mat.host_lstm` is several times faster than torch's
-        per-step dispatch there (serving ``nlp(text)``)."""
+        :mod:`spacy_mat.host_lstm` is ~1.5x faster than torch's LSTM there
+        (0.85 vs 1.25 ms for a 13-token sentence; serving ``nlp(text)``)."""
         return (self.host_single and not self.training and x.shape[0] == 1 and x.device.type == "cpu"
                 and x.dtype in (torch.float32, torch.float64)
                 and not (torch.is_grad_enabled() and x.requires_grad))
