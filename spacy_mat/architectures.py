@@ -23,7 +23,8 @@ from wasabi import msg
 from .adversarial import (AdversarialSettings, effective_support, perturbation, plan_masking,
                           random_probs, sample_substitutes, similarity_probs)
 from .contextual import context_batch, context_hparams, corrupt_token_strings, get_encoder
-from .crf import CRF, restrict_emissions
+from .crf import CRF, DISALLOWED, restrict_emissions, span_log_probs_numpy, viterbi_numpy
+from . import host_forward
 from .features import MASK_ID, PAD_ID, SPECIALS, UNK_ID, Batch, IndexTables
 from .vectors import find_row, vocab_vectors
 from .network import CharCNNBiLSTMCRF, length_mask
@@ -365,6 +366,21 @@ def predict_emissions(model: Model, sequences: Sequence[Sequence[str]]) -> Tuple
     return emissions, mask
 
 
+def host_emissions(model: Model, sequences: Sequence[Sequence[str]]) -> Optional[List[np.ndarray]]:
+    """Per-head emissions ``[L, T]`` (numpy) of one non-empty sequence,
+    computed without torch (:mod:`spacy_mat.host_forward`: serving one
+    sentence on the CPU), or None where that path does not apply
+    (several sequences, context features, an accelerator, training mode)."""
+    if len(sequences) != 1 or get_context(model) is not None:
+        return None
+    with torch.no_grad():
+        weights = get_network(model).host_weights()
+    if weights is None:
+        return None
+    batch = model.attrs["tables"].featurize(sequences)
+    return host_forward.emissions(weights, batch.word_ids[0], batch.char_ids[0])
+
+
 def forward(model: Model, X: List[TokenSeq], is_train: bool) -> Tuple[List[List[np.ndarray]], Callable]:
     """Best tag ids per head and sequence: ``Y[head][i]`` has ``len(X[i])`` ids."""
     network = get_network(model)
@@ -373,6 +389,12 @@ def forward(model: Model, X: List[TokenSeq], is_train: bool) -> Tuple[List[List[
     batch_size = model.attrs["batch_size"]
     for start in range(0, len(order), batch_size):
         chunk = order[start: start + batch_size]
+        if len(chunk) == 1:
+            host = host_emissions(model, [[t.text for t in X[chunk[0]]]])
+            if host is not None:
+                for h, (crf, em) in enumerate(zip(network.crfs, host)):
+                    Y[h][chunk[0]] = viterbi_numpy(em, len(em), *crf.host_scores())[0]
+                continue
         emissions, mask = predict_emissions(model, [[t.text for t in X[i]] for i in chunk])
         with torch.no_grad():
             paths = network.decode(emissions, mask)
@@ -638,6 +660,15 @@ def predict_scored(
     span_tags = [_span_tag_ids(tags) for tags in tag_sets]
     for first in range(0, len(order), batch_size):
         chunk = order[first: first + batch_size]
+        host = None
+        if len(chunk) == 1 and not token_probs:
+            host = host_emissions(model, [[t.text for t in X[chunk[0]]]])
+        if host is not None:
+            i = chunk[0]
+            for h, (crf, em) in enumerate(zip(network.crfs, host)):
+                Y[h][i] = _host_scored_path(crf, em, allowed[h][i] if allowed is not None else None,
+                                            tag_sets[h], span_tags[h], span_probs)
+            continue
         emissions, mask = predict_emissions(model, [[t.text for t in X[i]] for i in chunk])
         with torch.no_grad():
             for h, (crf, em) in enumerate(zip(network.crfs, emissions)):
@@ -656,6 +687,28 @@ def predict_scored(
                         probs[row] if probs is not None else np.full(len(spans[row]), np.nan, np.float32),
                         marg[row, :n] if marg is not None else None)
     return Y
+
+
+def _host_scored_path(crf: CRF, emissions: np.ndarray, allowed: Optional[np.ndarray],
+                      tag_names: Sequence[str], span_tags: Dict[str, Tuple[int, int]],
+                      span_probs: bool) -> ScoredPath:
+    """One head's :class:`ScoredPath` for one sentence from numpy emissions
+    ``[n, T]``: the same numpy loops the torch entry points take for a
+    single row (:func:`~spacy_mat.crf.viterbi_numpy`,
+    :func:`~spacy_mat.crf.span_log_probs_numpy`), without the tensors."""
+    n = len(emissions)
+    if allowed is not None:
+        emissions = np.where(allowed, emissions, np.asarray(DISALLOWED, emissions.dtype))
+    trans, start, end = crf.host_scores()
+    path = viterbi_numpy(emissions, n, trans, start, end)[0]
+    spans = tags_to_spans([tag_names[t] for t in path])
+    if not span_probs:
+        return ScoredPath(path, spans, np.full(len(spans), np.nan, np.float32), None)
+    if not spans:
+        return ScoredPath(path, spans, np.zeros(0, dtype=np.float32), None)
+    columns = np.array([(0, s, e, *span_tags[label]) for s, e, label in spans], dtype=np.int64).T
+    log_probs = span_log_probs_numpy(emissions, n, trans, start, end, *columns).astype(emissions.dtype)
+    return ScoredPath(path, spans, np.minimum(np.exp(log_probs), 1.0).astype(np.float32), None)
 
 
 def _span_tag_ids(tag_names: Sequence[str]) -> Dict[str, Tuple[int, int]]:
@@ -719,6 +772,7 @@ def add_head_labels(model: Model, head: int, tag_names: Sequence[str]) -> None:
         bigger_crf.end_transitions[:n_old] = crf.end_transitions
     network.emitters[head] = bigger
     network.crfs[head] = bigger_crf
+    network.clear_caches()  # the prediction caches hold the replaced tensors
     tag_sets = [list(t) for t in model.attrs["tag_sets"]]
     tag_sets[head] = new
     model.attrs["tag_sets"] = tag_sets
@@ -748,6 +802,7 @@ def add_words(model: Model, words: Sequence[str], chars: Sequence[str] = ()) -> 
     for embed, n in ((network.word_embed, len(words)), (network.char_embed, len(chars))):
         if n:
             _grow_embedding(embed, n)
+    network.clear_caches()  # the prediction caches hold the replaced tensors
     return len(words)
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .weights_key import weights_key
+
 DISALLOWED = -1e4
 """Score given to a forbidden move. Finite, so no NaNs appear; it dominates as
 long as emission differences within a sentence stay far below 1e4."""
@@ -181,7 +183,7 @@ def _backward_numpy(e: np.ndarray, n: int, trans: np.ndarray, end: np.ndarray) -
     return out
 
 
-def _viterbi_numpy(e: np.ndarray, n: int, trans: np.ndarray, start: np.ndarray,
+def viterbi_numpy(e: np.ndarray, n: int, trans: np.ndarray, start: np.ndarray,
                    end: np.ndarray) -> Tuple[np.ndarray, float]:
     """Best path (0 at padding) and its score of one row with ``n`` tokens;
     the same float operations and tie-breaking as :func:`_viterbi`."""
@@ -248,7 +250,7 @@ def viterbi_decode(
     if emissions.shape[1] == 0:
         return mask.new_zeros((emissions.shape[0], 0), dtype=torch.long), emissions.new_zeros(emissions.shape[0])
     if _single_host_row(emissions, transitions, start, end):
-        path, best = _viterbi_numpy(_host(emissions[0]), int(mask[0].sum()), _host(transitions),
+        path, best = viterbi_numpy(_host(emissions[0]), int(mask[0].sum()), _host(transitions),
                                     _host(start), _host(end))
         return torch.from_numpy(path).unsqueeze(0), emissions.new_full((1,), float(best))
     with torch.no_grad():
@@ -376,12 +378,23 @@ class CRF(torch.nn.Module):
             return self._constrained(dtype)
         tensors = (self.transitions, self.start_transitions, self.end_transitions,
                    self.allowed_start, self.allowed_trans, self.allowed_end)
-        key = (dtype, tuple((t.data_ptr(), t._version) for t in tensors))
+        key = (dtype, weights_key(tensors))
         cached = getattr(self, "_scores_cache", None)
         if cached is None or cached[0] != key:
             cached = (key, self._constrained(dtype))
             self._scores_cache = cached
         return cached[1]
+
+    def host_scores(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The constrained ``(transitions, start, end)`` as float32 numpy
+        arrays (prediction: cached like :meth:`scores`), for the one-sentence
+        numpy loops (:func:`viterbi_numpy`, :func:`span_log_probs_numpy`)."""
+        with torch.no_grad():
+            scores = self.scores(torch.float32)
+        cached = getattr(self, "_host_scores", None)
+        if cached is None or cached[0] is not scores:
+            cached = self._host_scores = (scores, tuple(_host(t) for t in scores))
+        return cached[1]  # type: ignore[return-value]
 
     def train(self, mode: bool = True) -> "CRF":
         self._scores_cache = None
@@ -522,7 +535,7 @@ def span_log_probs(
         return emissions.new_zeros(rows.shape[0])
     if _single_host_row(emissions, transitions, start, end) and rows.device.type == "cpu":
         columns = [c.long().numpy() for c in (rows, starts, ends, begin_tags, inside_tags)]
-        out = _span_log_probs_numpy(_host(emissions[0]), int(mask[0].sum()), _host(transitions),
+        out = span_log_probs_numpy(_host(emissions[0]), int(mask[0].sum()), _host(transitions),
                                     _host(start), _host(end), *columns)
         return torch.from_numpy(out).to(emissions.dtype)
     rows, starts, ends = rows.long(), starts.long(), ends.long()
@@ -601,7 +614,7 @@ def _logsumexp_np(x: np.ndarray) -> float:
     return float(top + np.log(np.exp(x - top).sum()))
 
 
-def _span_log_probs_numpy(e: np.ndarray, n: int, trans: np.ndarray, start: np.ndarray, end: np.ndarray,
+def span_log_probs_numpy(e: np.ndarray, n: int, trans: np.ndarray, start: np.ndarray, end: np.ndarray,
                           rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, begin_tags: np.ndarray,
                           inside_tags: np.ndarray) -> np.ndarray:
     """:func:`span_log_probs` of one row of ``n`` tokens (``rows`` all 0) in

@@ -12,9 +12,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from . import host_lstm
+from . import host_forward, host_lstm
 from .adversarial import weighted_moments
 from .crf import CRF
+from .weights_key import weights_key
 
 Allowed = Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]
 
@@ -197,8 +198,7 @@ class BiLSTM(nn.Module):
         """The layers' weights as numpy arrays, cached; dropped by :meth:`train`
         (thinc's optimizer updates weights in place) and keyed by the
         parameters' storage and version counters."""
-        params = list(self.parameters())
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        key = weights_key(self.parameters())
         if self._host_cache is None or self._host_cache[0] != key:
             layers = []
             for lstm in self.layers:
@@ -289,6 +289,7 @@ class CharCNNBiLSTMCRF(nn.Module):
         self.crfs = nn.ModuleList(CRF(n, allowed) for n, allowed in heads)
         self.context_mix = ScalarMix(context_layers, context_mix_init) if context_layers else None
         self._stats_cache: Dict[int, Tuple[Any, Tuple[Tensor, Tensor]]] = {}
+        self._host_cache: Optional[Tuple[List[Tensor], tuple, Optional[host_forward.HostTagger]]] = None
 
     def drop_words(self, word_ids: Tensor, unk_id: int, pad_id: int = 0) -> Tensor:
         """Replace words by ``unk_id`` at rate ``word_dropout`` (training only)."""
@@ -322,9 +323,7 @@ class CharCNNBiLSTMCRF(nn.Module):
         tensors (a new or resized table, ``load_state_dict``, in-place torch
         edits). Call :meth:`train` or :meth:`clear_caches` after changing the
         weights any other way."""
-        tensors = (*table.parameters(), *table.buffers())
-        key = (tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in tensors),
-               getattr(table, "n_counted", None))
+        key = (weights_key((table.weight, table.fixed, table.freq)), getattr(table, "n_counted", None))
         hit = self._stats_cache.get(id(table))
         if hit is None or hit[0] != key:
             with torch.no_grad():
@@ -334,10 +333,56 @@ class CharCNNBiLSTMCRF(nn.Module):
 
     def clear_caches(self) -> None:
         self._stats_cache.clear()
+        self._host_cache = None
 
     def train(self, mode: bool = True) -> "CharCNNBiLSTMCRF":
-        self._stats_cache.clear()
+        self.clear_caches()
         return super().train(mode)
+
+    def host_weights(self) -> Optional[host_forward.HostTagger]:
+        """The weights for :func:`spacy_mat.host_forward.emissions` (numpy
+        views of the parameters, plus the stacked LSTM matrices and the
+        normalisation statistics), or None where that path does not apply:
+        training mode, the BiLSTM's host loop off, context features, weights
+        not on the CPU in float32/64. Call it in prediction (no autograd).
+
+        Cached, and checked per call against the storage and version
+        counters of the tensors it was built from (as :meth:`frozen_stats`):
+        a move to another device or dtype, ``load_state_dict`` and in-place
+        edits rebuild it; :meth:`train` and :meth:`clear_caches` drop it. A
+        parameter *replaced* by a new tensor (growing a table or a head:
+        :func:`spacy_mat.architectures.add_words` and ``add_head_labels``
+        call :meth:`clear_caches`) is not seen: call :meth:`clear_caches`."""
+        if self.training or not self.lstm.host_single or self.context_mix is not None:
+            return None
+        cached = getattr(self, "_host_cache", None)
+        if cached is None or cached[1] != weights_key(cached[0]):
+            cached = self._host_cache = self._build_host_weights()
+        return cached[2]
+
+    def _build_host_weights(self) -> Tuple[List[Tensor], tuple, Optional[host_forward.HostTagger]]:
+        tensors = [self.word_embed.weight, self.word_embed.fixed, self.word_embed.freq,
+                   self.char_embed.weight, self.char_embed.fixed, self.char_embed.freq,
+                   *self.char_cnn.conv.parameters(), *self.lstm.parameters(), *self.emitters.parameters()]
+        key = weights_key(tensors)
+        weight = self.word_embed.weight
+        if (weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64)
+                or any(t.device != weight.device or t.dtype != weight.dtype for t in tensors)
+                or self.lstm.layers[0].input_size != weight.shape[1] + self.char_cnn.conv.out_channels):
+            return tensors, key, None
+        with torch.no_grad():
+            tables = []
+            for table in (self.word_embed, self.char_embed):
+                mean = std = None
+                if table.normalize:
+                    mean, std = (t.numpy() for t in self.frozen_stats(table))
+                tables.append(host_forward.HostTable(table.weight.detach().numpy(), table.fixed.numpy(),
+                                                     mean, std))
+            weights = host_forward.HostTagger(
+                *tables, self.char_cnn.conv.weight.detach().numpy(), self.char_cnn.conv.bias.detach().numpy(),
+                self.lstm._host_weights(),
+                [(e.weight.detach().numpy(), e.bias.detach().numpy()) for e in self.emitters])
+        return tensors, key, weights
 
     def emissions(self, words: Tensor, chars: Tensor, char_ids: Tensor, lengths: Tensor,
                   context: Optional[Tensor] = None) -> List[Tensor]:
