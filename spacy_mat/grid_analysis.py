@@ -64,7 +64,7 @@ def analyse_run(folder: Path, task: str, data_dir: Path, threads: int = 1,
     score = json.loads(score_file.read_text(encoding="utf8"))
     robust = json.loads(robust_file.read_text(encoding="utf8"))
     return {
-        "test_f": score["conlleval"]["f"],
+        "f": score["conlleval"]["f"],  # F1 on the analysed split (the file's "split")
         "unseen_f": score["unseen"]["token"]["f"],
         "unseen_tokens": score["unseen"]["unseen_tokens"],
         "probes": {k: {"f": v["scores"]["f"], "drop": v["drop"]}
@@ -88,7 +88,7 @@ def aggregate(per_run: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             "task": task, "row": row, "method": METHODS.get(row, row),
             "seeds": sorted(r["seed"] for r in runs),
             "vectors": sorted({r["vectors"] for r in runs}),
-            "test_f": _mean([r["test_f"] for r in runs]),
+            "f": _mean([r["f"] for r in runs]),
             "unseen_f": _mean([r["unseen_f"] for r in runs]),
             "probes": {p: {"f": _mean([r["probes"][p]["f"] for r in runs if p in r["probes"]]),
                            "drop": _mean([r["probes"][p]["drop"] for r in runs if p in r["probes"]])}
@@ -110,7 +110,7 @@ def markdown(rows: List[Dict[str, Any]], split: str = "test") -> str:
              "| --- | --- | :---: | --- | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {TASKS[r['task']]} | {r['method']} | {len(r['seeds'])} | "
-                     f"{', '.join(r['vectors'])} | {_pct(r['test_f'])} | {_pct(r['unseen_f'])} |")
+                     f"{', '.join(r['vectors'])} | {_pct(r['f'])} | {_pct(r['unseen_f'])} |")
     lines += ["", f"Robustness ({split} F1 and its drop from the original {split} set, mean over seeds): "
               f"entities replaced by {replaced_from} never annotated in training; one "
               "non-entity / entity token per sentence made an unknown word; all tokens "
@@ -120,7 +120,7 @@ def markdown(rows: List[Dict[str, Any]], split: str = "test") -> str:
               "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         cells = [f"{_pct(r['probes'][p]['f'])} ({_pct(r['probes'][p]['drop'])})" for p in PROBES]
-        lines.append(f"| {TASKS[r['task']]} | {r['method']} | {_pct(r['test_f'])} | "
+        lines.append(f"| {TASKS[r['task']]} | {r['method']} | {_pct(r['f'])} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -215,7 +215,7 @@ def test_grid_analysis_unseen_words_and_probes(finished, corpus):
     for run in data["runs"]:
         result = json.loads((finished / "runs" / "ner_baseline" / f"seed{run['seed']}" /
                              "result.json").read_text())
-        assert run["test_f"] == pytest.approx(result["test"]["ents_f"], abs=1e-9)
+        assert run["f"] == pytest.approx(result["test"]["ents_f"], abs=1e-9)
         assert 0 <= run["unseen_f"] <= 1 and run["unseen_tokens"] > 0
         assert set(run["probes"]) == {"replace_entities", "mask_non-entity", "mask_entity",
                                       "lowercase", "typos"}
@@ -242,7 +242,7 @@ def test_grid_analysis_on_dev_for_choosing(finished, corpus):
     for run in data["runs"]:
         folder = finished / "runs" / "ner_baseline" / f"seed{run['seed']}"
         result = json.loads((folder / "result.json").read_text())
-        assert run["test_f"] == pytest.approx(result["dev"]["ents_f"], abs=1e-6)
+        assert run["f"] == pytest.approx(result["dev"]["ents_f"], abs=1e-6)
         assert (folder / "analysis" / "robustness_dev.json").exists()
         assert "replace_entities" in run["probes"]
     assert "| Dev F1 |" in (finished / "analysis_dev_check" / "analysis_dev.md").read_text()
