@@ -64,6 +64,7 @@ METHODS: Dict[str, str] = {
     "mat_rho30": "MAT+ ρ = 0.3 (ext.)",
     "mat_case": "MAT+ case augmentation (ext.)",
     "mat_unk": "MAT+ <UNK> masking (ext.)",
+    "mat_caseunk": "MAT+ case aug. + <UNK> masking (ext.)",
 }
 TASKS: Dict[str, str] = {"ner": "NER", "chunk": "Chunking"}
 DEFAULT_SEEDS = [0, 1, 2, 3, 4]
