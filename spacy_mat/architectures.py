@@ -373,8 +373,7 @@ def host_emissions(model: Model, sequences: Sequence[Sequence[str]]) -> Optional
     (several sequences, context features, an accelerator, training mode)."""
     if len(sequences) != 1 or get_context(model) is not None:
         return None
-    with torch.no_grad():
-        weights = get_network(model).host_weights()
+    weights = get_network(model).host_weights()
     if weights is None:
         return None
     batch = model.attrs["tables"].featurize(sequences)

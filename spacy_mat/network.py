@@ -344,7 +344,8 @@ class CharCNNBiLSTMCRF(nn.Module):
         views of the parameters, plus the stacked LSTM matrices and the
         normalisation statistics), or None where that path does not apply:
         training mode, the BiLSTM's host loop off, context features, weights
-        not on the CPU in float32/64. Call it in prediction (no autograd).
+        not on the CPU in float32/64 (its arrays are detached: autograd
+        may be on).
 
         Cached, and checked per call against the storage and version
         counters of the tensors it was built from (as :meth:`frozen_stats`):
