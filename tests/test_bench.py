@@ -159,3 +159,15 @@ def test_trf_memory_quick(tmp_path, bench_corpus):
     assert last["cached"] > 0 and last["sentences"] == data["sentences"]
     assert results["tokenizer"]["rows"][-1]["lexemes"] > results["tokenizer"]["rows"][0]["lexemes"]
     assert isinstance(data["default_growth_beyond_tokenizer_mb"], float)
+
+
+def test_gpu_grid_script_parses_and_refuses_misuse(tmp_path):
+    """bench/gpu_grid.sh is only run on a lent GPU (or with GPU_DRY=1 after
+    `prepare`): here, its syntax and its refusals."""
+    script = BENCH / "gpu_grid.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert usage.returncode == 2 and "prepare | run" in usage.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("OUT", "GPU_DRY")}
+    no_out = subprocess.run(["bash", str(script), "run"], capture_output=True, text=True, env=env)
+    assert no_out.returncode != 0 and "OUT unset" in no_out.stderr
