@@ -705,7 +705,7 @@ def _host_scored_path(crf: CRF, emissions: np.ndarray, allowed: Optional[np.ndar
         return ScoredPath(path, spans, np.full(len(spans), np.nan, np.float32), None)
     if not spans:
         return ScoredPath(path, spans, np.zeros(0, dtype=np.float32), None)
-    columns = np.array([(0, s, e, *span_tags[label]) for s, e, label in spans], dtype=np.int64).T
+    columns = _span_columns([spans], span_tags)
     log_probs = span_log_probs_numpy(emissions, n, trans, start, end, *columns).astype(emissions.dtype)
     return ScoredPath(path, spans, np.minimum(np.exp(log_probs), 1.0).astype(np.float32), None)
 
@@ -725,15 +725,21 @@ def _allowed_tensor(rows: Sequence[Optional[np.ndarray]], emissions: torch.Tenso
     return torch.as_tensor(out, device=emissions.device) | ~mask.unsqueeze(-1)
 
 
+def _span_columns(spans: Sequence[Sequence[Tuple[int, int, str]]],
+                  tag_ids: Dict[str, Tuple[int, int]]) -> np.ndarray:
+    """``[5, K]`` int64 columns (row, start, end, B id, I id) of the ``K``
+    spans of all rows, row by row: the arguments of ``span_log_probs``."""
+    return np.array([(row, s, e, *tag_ids[label]) for row, row_spans in enumerate(spans)
+                     for s, e, label in row_spans], dtype=np.int64).reshape(-1, 5).T
+
+
 def _span_probs(crf: Any, emissions: torch.Tensor, mask: torch.Tensor,
                 spans: Sequence[Sequence[Tuple[int, int, str]]],
                 tag_ids: Dict[str, Tuple[int, int]]) -> List[np.ndarray]:
     """Marginal probability of every span of every row, in one batched call."""
-    flat = [(row, s, e, *tag_ids[label]) for row, row_spans in enumerate(spans)
-            for s, e, label in row_spans]
-    if not flat:
+    if not any(spans):
         return [np.zeros(0, dtype=np.float32) for _ in spans]
-    columns = torch.as_tensor(np.array(flat, dtype=np.int64).T, device=emissions.device)
+    columns = torch.as_tensor(_span_columns(spans, tag_ids), device=emissions.device)
     probs = crf.span_log_probs(emissions, mask, *columns).exp().clamp(max=1.0).float().cpu().numpy()
     out, k = [], 0
     for row_spans in spans:
