@@ -353,8 +353,10 @@ def summarize(results: Iterable[Dict[str, Any]], expected: Sequence[Run] = (),
 
 
 # (row, minus row): the paired per-seed differences the summary reports
+# (the last two: the shipped MAT+ extension against the baseline and MAT)
 PAIRS = [("at", "baseline"), ("mat_similarity", "at"), ("mat_similarity", "baseline"),
-         ("mat_random", "at"), ("at_noadv", "baseline"), ("at", "at_noadv")]
+         ("mat_random", "at"), ("at_noadv", "baseline"), ("at", "at_noadv"),
+         ("mat_caseunk", "baseline"), ("mat_caseunk", "mat_similarity")]
 
 
 def paired_comparisons(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:

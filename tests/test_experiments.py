@@ -199,6 +199,10 @@ def test_paired_comparisons_by_seed():
     mat = pairs[("mat_similarity", "at")]
     assert mat["seeds"] == [1] and mat["diffs"] == pytest.approx([0.03]) and mat["seeds_agreeing"] == 1
     assert ("at_noadv", "baseline") not in pairs
+    plus = {(p["row"], p["minus"]): p for p in paired_comparisons(
+        results + [fake("ner", "mat_caseunk", 0, 0.95), fake("ner", "mat_caseunk", 1, 0.89)])}
+    assert plus[("mat_caseunk", "baseline")]["diffs"] == pytest.approx([0.05, -0.02])
+    assert plus[("mat_caseunk", "mat_similarity")]["seeds"] == [1]
     summary = summarize(results)
     table = markdown(summary)
     assert "| NER | AT − Baseline | +0.67 | 2/3 | +1.00, -1.00, +2.00 |" in table
