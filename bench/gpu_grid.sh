@@ -147,12 +147,13 @@ EOF2
             pids+=($!)
         done
     done
-    for seed in "${pids[@]}"; do wait "$seed" || true; done
+    local pid
+    for pid in "${pids[@]}"; do wait "$pid" || true; done
     tail -n 2 /tmp/shard_*.log
     find runs_gpu -name result.json | sort
     echo "finished runs: $(find runs_gpu -name result.json | wc -l)"
     mkdir -p /tmp/pack && cp /tmp/shard_*.log /tmp/pack/ 2>/dev/null || true
-    tar -czf "$OUT/gpu_runs.tar.gz" --exclude='model-*' --exclude='training/model-*' runs_gpu -C /tmp pack 2>/dev/null || true
+    tar -czf "$OUT/gpu_runs.tar.gz" --exclude='model-*' runs_gpu -C /tmp pack 2>/dev/null || true
     echo "total $(( $(date +%s) - start )) s"
 }
 
