@@ -64,6 +64,18 @@ def test_plot_confidence(tmp_path):
     assert data["runs"][0]["prob"] == pytest.approx([0.05 * i + 0.1 for i in range(8)])
 
 
+def test_many_curves_get_distinct_styles_and_a_legend_beside_the_axes(tmp_path):
+    from spacy_mat.analysis.plots import _line_style
+
+    styles = [_line_style(i) for i in range(20)]
+    assert len({(s["color"], s["linestyle"]) for s in styles}) == 20  # default cycle: 10
+    assert len({s["color"] for s in styles[:10]}) == 10 and styles[20 % 20] == _line_style(20)
+    runs = [confidence_log(tmp_path / f"run{i}.jsonl", 0.01 * (i + 1)) for i in range(13)]
+    out = tmp_path / "many.png"
+    assert main(["plot-confidence", *runs, "--output", str(out)]) == 0
+    assert len(check_png(out)["runs"]) == 13
+
+
 def test_plot_robustness(tmp_path):
     drops = {"replace_entities": 0.1, "mask_non-entity": 0.02}
     results = [robustness_result(tmp_path / "baseline.json", 0.9, drops),

@@ -76,6 +76,25 @@ def _figure(width: float = 7.0, height: float = 4.5) -> Any:
     return Figure(figsize=(width, height))
 
 
+def _line_style(i: int) -> Dict[str, Any]:
+    """Colour and dash of the i-th curve (matplotlib's default cycle repeats
+    after ten): ``tab20``'s ten dark hues solid, then their light twins
+    dashed, then the same again."""
+    from matplotlib import colormaps
+
+    k = i % 20
+    return {"color": colormaps["tab20"](2 * k if k < 10 else 2 * (k - 10) + 1),
+            "linestyle": "-" if k < 10 else "--"}
+
+
+def _legend(ax: Any, n: int) -> None:
+    """Inside the axes for a few curves; beside them (right) for more than six."""
+    if n > 6:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend()
+
+
 def plot_learning(runs: Sequence[PathLike], output: PathLike, labels: Optional[Sequence[str]] = None,
                   metric: str = "score", x: str = "step") -> Path:
     """Dev score (``score``, or a key of ``scores`` such as ``ents_f``) vs
@@ -84,19 +103,19 @@ def plot_learning(runs: Sequence[PathLike], output: PathLike, labels: Optional[S
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
     data: Dict[str, Any] = {"kind": "learning", "x": x, "metric": metric, "runs": []}
-    for path, label in zip(runs, labels):
+    for i, (path, label) in enumerate(zip(runs, labels)):
         xs, ys = [], []
         for i, row in enumerate(read_jsonl(path)):
             where = f"{path}: row {i + 1}"
             xs.append(_field(row, x, where))
             ys.append(100 * _field(row, metric if metric == "score" else f"scores.{metric}", where))
-        ax.plot(xs, ys, marker="o", markersize=3, label=label)
+        ax.plot(xs, ys, marker="o", markersize=3, label=label, **_line_style(i))
         data["runs"].append({"label": label, "file": str(path), "x": xs, "y": ys})
     ax.set_xlabel(x)
     ax.set_ylabel(f"dev {metric} (%)")
     ax.set_title("Learning curves")
     ax.grid(alpha=0.3)
-    ax.legend()
+    _legend(ax, len(labels))
     return _save(fig, output, data)
 
 
@@ -109,14 +128,14 @@ def plot_confidence(runs: Sequence[PathLike], output: PathLike, labels: Optional
     ax = fig.add_subplot(1, 1, 1)
     data: Dict[str, Any] = {"kind": "confidence", "sentence": sentence, "runs": []}
     text = None
-    for path, label in zip(runs, labels):
+    for i, (path, label) in enumerate(zip(runs, labels)):
         rows = [r for r in read_jsonl(path) if r.get("sentence") == sentence]
         if not rows:
             raise ValueError(f"{path}: no records for sentence {sentence}")
         xs = [_field(r, "step", f"{path}") for r in rows]
         ys = [_field(r, "prob", f"{path}") for r in rows]
         text = text or " ".join(f"{w}/{t}" for w, t in zip(rows[0].get("words", []), rows[0].get("tags", [])))
-        ax.plot(xs, ys, marker="o", markersize=3, label=label)
+        ax.plot(xs, ys, marker="o", markersize=3, label=label, **_line_style(i))
         data["runs"].append({"label": label, "file": str(path), "step": xs, "prob": ys,
                              "words": rows[0].get("words"), "tags": rows[0].get("tags")})
     ax.set_xlabel("step")
@@ -124,7 +143,7 @@ def plot_confidence(runs: Sequence[PathLike], output: PathLike, labels: Optional
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"Confidence: {text}" if text else "Confidence", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    _legend(ax, len(labels))
     return _save(fig, output, data)
 
 
