@@ -64,16 +64,21 @@ def test_plot_confidence(tmp_path):
     assert data["runs"][0]["prob"] == pytest.approx([0.05 * i + 0.1 for i in range(8)])
 
 
-def test_many_curves_get_distinct_styles_and_a_legend_beside_the_axes(tmp_path):
-    from spacy_mat.analysis.plots import _line_style
+def test_many_curves_get_distinct_styles_and_a_legend_beside_the_axes(tmp_path, monkeypatch):
+    from spacy_mat.analysis import plots
 
-    styles = [_line_style(i) for i in range(20)]
+    styles = [plots._line_style(i) for i in range(20)]
     assert len({(s["color"], s["linestyle"]) for s in styles}) == 20  # default cycle: 10
-    assert len({s["color"] for s in styles[:10]}) == 10 and styles[20 % 20] == _line_style(20)
+    assert len({s["color"] for s in styles[:10]}) == 10 and styles[0] == plots._line_style(20)
+    asked = []
+    style = plots._line_style
+    monkeypatch.setattr(plots, "_line_style", lambda i: asked.append(i) or style(i))
     runs = [confidence_log(tmp_path / f"run{i}.jsonl", 0.01 * (i + 1)) for i in range(13)]
-    out = tmp_path / "many.png"
-    assert main(["plot-confidence", *runs, "--output", str(out)]) == 0
-    assert len(check_png(out)["runs"]) == 13
+    assert main(["plot-confidence", *runs, "--output", str(tmp_path / "many.png")]) == 0
+    assert len(check_png(tmp_path / "many.png")["runs"]) == 13
+    logs = [learning_log(tmp_path / f"log{i}.jsonl", 0.5 + 0.03 * i) for i in range(13)]
+    assert main(["plot-learning", *logs, "--output", str(tmp_path / "curves.png")]) == 0
+    assert asked == list(range(13)) * 2  # one style per curve, in order, for both kinds
 
 
 def test_plot_robustness(tmp_path):

@@ -105,8 +105,8 @@ def plot_learning(runs: Sequence[PathLike], output: PathLike, labels: Optional[S
     data: Dict[str, Any] = {"kind": "learning", "x": x, "metric": metric, "runs": []}
     for i, (path, label) in enumerate(zip(runs, labels)):
         xs, ys = [], []
-        for i, row in enumerate(read_jsonl(path)):
-            where = f"{path}: row {i + 1}"
+        for number, row in enumerate(read_jsonl(path), start=1):
+            where = f"{path}: row {number}"
             xs.append(_field(row, x, where))
             ys.append(100 * _field(row, metric if metric == "score" else f"scores.{metric}", where))
         ax.plot(xs, ys, marker="o", markersize=3, label=label, **_line_style(i))
