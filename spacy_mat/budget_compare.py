@@ -2,43 +2,23 @@
 each, the test difference, the best and the last epoch of the longer run and
 its training minutes.
 
-    python -m spacy_mat.budget_compare --short runs --long runs_25ep \
+    python -m spacy_mat.budget_compare --short runs results --long runs_25ep results/budget_25ep \
         [--results results/budget_25ep]
 
 Reads the ``result.json`` and ``training_log.jsonl`` that
-:mod:`spacy_mat.experiments` writes in every run folder. A run of ``--long``
+:mod:`spacy_mat.experiments` writes in every run folder, and the run records
+it keeps beside each summary (``<results>/runs/``, :mod:`spacy_mat.run_records`)
+for runs whose folders are gone. A run of ``--long``
 without its twin in ``--short`` is listed with empty short-budget cells, so
 every long run is counted. Writes ``<results>/budget_compare.{json,md}``.
 """
 import argparse
-import json
 import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from .experiments import METHODS, TASKS, _write_json, gather
-
-LOG = "training_log.jsonl"
-
-
-def epochs(folder: Path) -> Dict[str, Optional[int]]:
-    """The epoch of the best dev score and the last epoch logged (spaCy's
-    numbering: the first epoch is 0)."""
-    path = folder / LOG
-    if not path.exists():
-        return {"best_epoch": None, "last_epoch": None}
-    lines = []
-    for number, line in enumerate(path.read_text(encoding="utf8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            lines.append(json.loads(line))
-        except ValueError as err:
-            raise ValueError(f"{path}:{number}: not a JSON line ({err})") from None
-    if not lines:
-        return {"best_epoch": None, "last_epoch": None}
-    best = max(lines, key=lambda entry: entry["score"])
-    return {"best_epoch": best["epoch"], "last_epoch": lines[-1]["epoch"]}
+from .run_records import epochs, merge, read_records
 
 
 def _scores(result: Optional[Dict[str, Any]]) -> Dict[str, Optional[float]]:
@@ -48,23 +28,46 @@ def _scores(result: Optional[Dict[str, Any]]) -> Dict[str, Optional[float]]:
     return {"dev": result["dev"].get(key), "test": result["test"].get(key)}
 
 
-def compare(short: Path, long: Path) -> List[Dict[str, Any]]:
-    """One entry per finished run under ``long``, in task, row, seed order."""
-    shorter = {(r["task"], r["row"], r["seed"]): r for r in gather(short)}
+def load(paths: Sequence[Path]) -> Dict[tuple, Dict[str, Any]]:
+    """The finished runs of ``paths`` by (task, row, seed): each path is a
+    folder of run folders (``<task>_<row>/seed<k>/result.json``) or a results
+    folder with records (``runs/<task>_<row>/seed<k>.json``), or both; a run
+    folder wins over a record, the first path over later ones."""
+    runs: Dict[tuple, Dict[str, Any]] = {}
+    for path in paths:
+        found = [dict(r, run_folder=str(path / f"{r['task']}_{r['row']}" / f"seed{r['seed']}"))
+                 for r in gather(path)]
+        for result in merge(found, read_records(path)):
+            runs.setdefault((result["task"], result["row"], result["seed"]), result)
+    return runs
+
+
+def compare(short: Sequence[Path], long: Sequence[Path]) -> List[Dict[str, Any]]:
+    """One entry per finished run of ``long``, in task, row, seed order."""
+    if isinstance(short, Path):
+        short = [short]
+    if isinstance(long, Path):
+        long = [long]
+    shorter = load(short)
     task_order = {task: i for i, task in enumerate(TASKS)}
     row_order = {row: i for i, row in enumerate(METHODS)}
-    runs = sorted(gather(long), key=lambda r: (task_order.get(r["task"], len(TASKS)), r["task"],
-                                               row_order.get(r["row"], len(METHODS)), r["row"], r["seed"]))
+    runs = sorted(load(long).values(),
+                  key=lambda r: (task_order.get(r["task"], len(TASKS)), r["task"],
+                                 row_order.get(r["row"], len(METHODS)), r["row"], r["seed"]))
     entries = []
     for result in runs:
-        folder = long / f"{result['task']}_{result['row']}" / f"seed{result['seed']}"
         before = _scores(shorter.get((result["task"], result["row"], result["seed"])))
         after = _scores(result)
         delta = None if before["test"] is None else after["test"] - before["test"]
+        if "run_folder" in result:
+            when = epochs(Path(result["run_folder"]))
+        else:
+            when = {"best_epoch": result.get("best_epoch"), "last_epoch": result.get("last_epoch")}
+        seconds = result.get("train_seconds")
         entries.append({
             "task": result["task"], "row": result["row"], "seed": result["seed"],
-            "short": before, "long": after, "test_delta": delta,
-            **epochs(folder), "train_minutes": result.get("train_seconds", 0.0) / 60,
+            "short": before, "long": after, "test_delta": delta, **when,
+            "train_minutes": None if seconds is None else seconds / 60,
         })
     return entries
 
@@ -94,7 +97,8 @@ def markdown(entries: Sequence[Dict[str, Any]], short_label: str, long_label: st
             f"| {e['task']} | {e['seed']} | {e['row']} | {_pct(e['short']['dev'])} | {_pct(e['short']['test'])} "
             f"| {_pct(e['long']['dev'])} | {_pct(e['long']['test'])} | {_pct(e['test_delta'], sign=True)} "
             f"| {e['best_epoch'] if e['best_epoch'] is not None else '–'} "
-            f"| {e['last_epoch'] if e['last_epoch'] is not None else '–'} | {e['train_minutes']:.0f} |")
+            f"| {e['last_epoch'] if e['last_epoch'] is not None else '–'} "
+            f"| {'–' if e['train_minutes'] is None else format(e['train_minutes'], '.0f')} |")
     lines += ["", "| task | row | runs | mean test Δ | runs that gained |", "| --- | --- | :-: | ---: | :-: |"]
     for d in deltas(entries):
         lines.append(f"| {d['task']} | {d['row']} | {d['runs']} | {_pct(d['mean_test_delta'], sign=True)} "
@@ -104,24 +108,29 @@ def markdown(entries: Sequence[Dict[str, Any]], short_label: str, long_label: st
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--short", type=Path, default=Path("runs"), help="run folders of the shorter budget")
-    parser.add_argument("--long", type=Path, required=True, help="run folders of the longer budget")
+    parser.add_argument("--short", type=Path, nargs="+", default=[Path("runs")],
+                        help="the shorter budget: run folders and/or results folders with records "
+                             "(runs/<task>_<row>/seed<k>.json)")
+    parser.add_argument("--long", type=Path, nargs="+", required=True,
+                        help="the longer budget, the same way")
     parser.add_argument("--results", type=Path, default=None,
                         help="where budget_compare.{json,md} go (default: print only)")
     parser.add_argument("--labels", nargs=2, default=("short", "long"), metavar=("SHORT", "LONG"),
                         help="column labels, e.g. '10 ep' '25 ep'")
     args = parser.parse_args(argv)
-    for folder in (args.short, args.long):
+    for folder in [*args.short, *args.long]:
         if not folder.is_dir():
             parser.error(f"no such folder: {folder}")
     entries = compare(args.short, args.long)
     if not entries:
-        parser.error(f"no finished run (result.json) under {args.long}")
+        parser.error("no finished run (result.json or record) under "
+                     + ", ".join(str(p) for p in args.long))
     text = markdown(entries, *args.labels)
     print(text, end="")
     if args.results is not None:
         _write_json(args.results / "budget_compare.json",
-                    {"short": str(args.short), "long": str(args.long), "runs": entries,
+                    {"short": [str(p) for p in args.short], "long": [str(p) for p in args.long],
+                     "runs": entries,
                      "per_row": deltas(entries)})
         (args.results / "budget_compare.md").write_text(text, encoding="utf8")
     return 0

@@ -31,7 +31,10 @@ Ray instance or a cluster, with retries, and brings the run folders back here
 (``spacy_mat/ray_runner.py``, docs/scaling.md).
 
 After the runs (or with ``--summary-only``), every ``result.json`` under
-``<output>`` is gathered into ``<results>/summary.json`` and a markdown table
+``<output>`` is copied to a small record, ``<results>/runs/<task>_<row>/seed<k>.json``
+(commit it: it outlives the run folder; :mod:`spacy_mat.run_records`), and
+the union of the run folders and the records is gathered into
+``<results>/summary.json`` and a markdown table
 ``<results>/summary.md`` in the paper's form: method, NER test F1 mean ± std,
 chunking test F1 mean ± std (sample standard deviation over seeds), number of
 seeds, budget.
@@ -330,21 +333,26 @@ def summarize(results: Iterable[Dict[str, Any]], expected: Sequence[Run] = (),
                 continue
             key = runs[0]["score_key"]
             test = [r["test"][key] for r in runs]
-            dev = [r["dev"][key] for r in runs if r["dev"].get(key) is not None]
+            dev_runs = [r for r in runs if r["dev"].get(key) is not None]
             mean, std = _mean_std(test)
-            dev_mean, dev_std = _mean_std(dev)
+            dev_mean, dev_std = _mean_std([r["dev"][key] for r in dev_runs])
+            timed = [r["train_seconds"] for r in runs if r.get("train_seconds") is not None]
             entry[task] = {
                 "score_key": key, "n_seeds": len(runs), "seeds": [r["seed"] for r in runs],
                 "test_f": test, "test_f_mean": mean, "test_f_std": std,
+                # records imported from an older summary carry test F1 only
                 "dev_f_mean": dev_mean, "dev_f_std": dev_std,
-                "budgets": sorted({budget_label(r["budget"]) for r in runs}),
+                "dev_seeds": [r["seed"] for r in dev_runs],
+                "budgets": sorted({r.get("budget_text") or budget_label(r["budget"]) for r in runs}),
                 "vectors": sorted({r.get("vectors", "none") for r in runs}),
-                "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in runs),
+                "train_seconds_mean": statistics.fmean(timed) if timed else None,
+                "from_records": [r["seed"] for r in runs if r.get("source") == "record"],
             }
         rows.append(entry)
     return {
         "runs_dir": str(output) if output is not None else None,
         "n_runs": len(results),
+        "n_from_records": sum(1 for r in results if r.get("source") == "record"),
         "paired": paired_comparisons(results),
         "missing": [run.name for run in expected if (run.task, run.row, run.seed) not in done],
         "rows": rows,
@@ -419,6 +427,10 @@ def markdown(summary: Dict[str, Any]) -> str:
             per_seed = ", ".join(f"{d * 100:+.2f}" for d in pair["diffs"])
             lines.append(f"| {TASKS[pair['task']]} | {name} | {pair['mean_diff'] * 100:+.2f} | "
                          f"{pair['seeds_agreeing']}/{len(pair['seeds'])} | {per_seed} |")
+    if summary.get("n_from_records"):
+        lines.append(f"{summary['n_from_records']} of the {summary['n_runs']} runs come from the "
+                     "records in `runs/` beside this summary (their run folders are gone; records "
+                     "imported from an older summary carry test F1 only).")
     if summary["missing"]:
         lines.append(f"Missing runs ({len(summary['missing'])}): "
                      + ", ".join(summary["missing"]) + ".")
@@ -581,14 +593,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"[{i}/{len(todo)}] {run.name}: dev {key} "
                   f"{'-' if dev is None else f'{dev:.4f}'}, test {key} "
                   f"{result['test'][key]:.4f} ({result['train_seconds']:.0f} s)", flush=True)
+    from .run_records import merge, read_records, write_records
+
     finished = gather(args.output)
-    summary = summarize(finished, expected=everything, output=args.output)
+    write_records(args.results, args.output, finished)  # <results>/runs/: outlives run folders
+    everything_done = merge(finished, read_records(args.results))
+    summary = summarize(everything_done, expected=everything, output=args.output)
     json_path, md_path = write_summary(summary, args.results)
     for path in write_curves(finished, args.output, args.results):
         print(f"wrote {path}")
     print(markdown(summary))
-    print(f"wrote {json_path} and {md_path} ({summary['n_runs']} finished runs under "
-          f"{args.output}, {len(summary['missing'])} of the grid missing)")
+    kept = len(everything_done) - len(finished)
+    print(f"wrote {json_path} and {md_path} ({summary['n_runs']} finished runs: "
+          f"{len(finished)} under {args.output}, {kept} from the records in "
+          f"{args.results / 'runs'}; {len(summary['missing'])} of the grid missing)")
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)} (rerun to retry them)",
               file=sys.stderr)

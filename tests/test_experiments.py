@@ -250,3 +250,34 @@ def test_grid_analysis_on_dev_for_choosing(finished, corpus):
         assert (folder / "analysis" / "robustness_dev.json").exists()
         assert "replace_entities" in run["probes"]
     assert "| Dev F1 |" in (finished / "analysis_dev_check" / "analysis_dev.md").read_text()
+
+
+def test_records_outlive_the_run_folders(finished, tmp_path):
+    """Every finished run leaves <results>/runs/<task>_<row>/seed<k>.json; a
+    summary with the run folders gone still counts those runs."""
+    import shutil
+
+    for row in ROWS:
+        for seed in (0, 1):
+            record = json.loads((finished / "results" / "runs" / f"ner_{row}" /
+                                 f"seed{seed}.json").read_text())
+            result = json.loads((finished / "runs" / f"ner_{row}" / f"seed{seed}" /
+                                 "result.json").read_text())
+            assert record["test"] == result["test"] and record["dev"] == result["dev"]
+            log = [json.loads(line) for line in (finished / "runs" / f"ner_{row}" / f"seed{seed}" /
+                                                 "training_log.jsonl").read_text().splitlines()]
+            assert record["last_epoch"] == log[-1]["epoch"] and record["best_epoch"] is not None
+    shutil.copytree(finished / "results", tmp_path / "results")
+    cmd = [sys.executable, "-m", "spacy_mat.experiments", "--rows", *ROWS, "--tasks", "ner",
+           "--seeds", "0", "1", "--output", str(tmp_path / "gone"), "--results",
+           str(tmp_path / "results"), "--summary-only"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "4 finished runs: 0 under" in res.stdout
+    before = json.loads((finished / "results" / "summary.json").read_text())
+    after = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert after["missing"] == [] and after["n_from_records"] == 4
+    for old, new in zip(before["rows"], after["rows"]):
+        assert new["ner"]["test_f"] == old["ner"]["test_f"]
+        assert new["ner"]["dev_f_mean"] == pytest.approx(old["ner"]["dev_f_mean"])
+    assert "4 of the 4 runs come from the records" in (tmp_path / "results" / "summary.md").read_text()
