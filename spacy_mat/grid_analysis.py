@@ -12,7 +12,10 @@ and runs ``python -m spacy_mat robustness`` (entities replaced by unseen
 dev-set entities, one non-entity / entity token per sentence made unknown,
 everything lowercased, typos in 10% of the words), each written into the
 run's ``analysis/`` folder; a rerun skips what exists. The aggregate goes to
-``<results>/analysis.json`` and ``<results>/analysis.md``.
+``<results>/analysis.json`` and ``<results>/analysis.md``; the per-run entries
+of an earlier ``analysis.json`` there whose run folders are not under
+``--output`` are kept (``--fresh`` drops them), so the analysis, like the
+summary, outlives the run folders.
 """
 import argparse
 import json
@@ -125,6 +128,23 @@ def markdown(rows: List[Dict[str, Any]], split: str = "test") -> str:
     return "\n".join(lines) + "\n"
 
 
+def earlier_runs(path: Path, per_run: Sequence[Dict[str, Any]], rows: Optional[Sequence[str]],
+                 tasks: Optional[Sequence[str]]) -> List[Dict[str, Any]]:
+    """The per-run entries of an earlier analysis file for runs not analysed
+    now (their folders are gone, e.g. with the machine that trained them),
+    within ``rows`` / ``tasks``; each marked ``"source": "earlier analysis"``."""
+    if not path.exists():
+        return []
+    try:
+        earlier = json.loads(path.read_text(encoding="utf8"))["runs"]
+    except (ValueError, KeyError) as err:
+        raise ValueError(f"{path}: not an analysis file ({err})") from None
+    have = {(r["task"], r["row"], r["seed"]) for r in per_run}
+    return [dict(r, source="earlier analysis") for r in earlier
+            if (r["task"], r["row"], r["seed"]) not in have
+            and (rows is None or r["row"] in rows) and (tasks is None or r["task"] in tasks)]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spacy_mat.grid_analysis",
                                      description=__doc__.splitlines()[0])
@@ -137,6 +157,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--split", choices=["test", "dev"], default="test",
                         help="score and probe on this split; dev is for choosing a configuration "
                              "(writes analysis_dev.{json,md})")
+    parser.add_argument("--fresh", action="store_true",
+                        help="do not keep the earlier analysis' entries for runs whose folders "
+                             "are not under --output")
     args = parser.parse_args(argv)
     results = [r for r in gather(args.output)
                if (args.rows is None or r["row"] in args.rows)
@@ -148,8 +171,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         scores = analyse_run(folder, result["task"], args.data_dir, args.threads, args.split)
         per_run.append({"task": result["task"], "row": result["row"], "seed": result["seed"],
                         "vectors": result.get("vectors", "none"), **scores})
-    rows = aggregate(per_run)
     name = "analysis" if args.split == "test" else f"analysis_{args.split}"
+    kept = [] if args.fresh else earlier_runs(args.results / f"{name}.json", per_run, args.rows, args.tasks)
+    if kept:
+        print(f"kept {len(kept)} per-run entries of the earlier {args.results / f'{name}.json'} "
+              "whose run folders are not here (--fresh drops them)", flush=True)
+    per_run += kept
+    rows = aggregate(per_run)
     _write_json(args.results / f"{name}.json", {"split": args.split, "runs": per_run, "rows": rows})
     (args.results / f"{name}.md").write_text(markdown(rows, args.split), encoding="utf8")
     print(markdown(rows, args.split))

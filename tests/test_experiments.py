@@ -281,3 +281,31 @@ def test_records_outlive_the_run_folders(finished, tmp_path):
         assert new["ner"]["test_f"] == old["ner"]["test_f"]
         assert new["ner"]["dev_f_mean"] == pytest.approx(old["ner"]["dev_f_mean"])
     assert "4 of the 4 runs come from the records" in (tmp_path / "results" / "summary.md").read_text()
+
+
+def test_grid_analysis_keeps_earlier_entries_of_gone_runs(finished, corpus, tmp_path):
+    """The analysis of a run whose folder is gone stays in analysis.json (and
+    in the row means); --fresh drops it."""
+    import shutil
+
+    shutil.copytree(finished / "runs" / "ner_baseline" / "seed0", tmp_path / "runs" / "ner_baseline" / "seed0")
+    probes = {p: {"f": 0.5, "drop": 0.1} for p in ("replace_entities", "mask_non-entity", "mask_entity",
+                                                    "lowercase", "typos")}
+    gone = {"task": "ner", "row": "baseline", "seed": 7, "vectors": "glove-sample", "f": 0.5,
+            "unseen_f": 0.25, "unseen_tokens": 10, "probes": probes}
+    other_row = dict(gone, row="at")  # outside --rows: not kept
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "analysis.json").write_text(
+        json.dumps({"split": "test", "runs": [gone, other_row], "rows": []}))
+    cmd = [sys.executable, "-m", "spacy_mat.grid_analysis", "--output", str(tmp_path / "runs"),
+           "--data-dir", str(corpus), "--results", str(tmp_path / "results"), "--rows", "baseline"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "kept 1 per-run entries of the earlier" in res.stdout
+    data = json.loads((tmp_path / "results" / "analysis.json").read_text())
+    assert [(r["seed"], r.get("source")) for r in data["runs"]] == [(0, None), (7, "earlier analysis")]
+    (row,) = data["rows"]
+    assert row["seeds"] == [0, 7]
+    res = subprocess.run(cmd + ["--fresh"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert [r["seed"] for r in json.loads((tmp_path / "results" / "analysis.json").read_text())["runs"]] == [0]
