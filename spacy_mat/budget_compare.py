@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .experiments import METHODS, TASKS, _write_json, gather
+from .experiments import METHODS, TASKS, Run, _write_json, gather
 from .run_records import epochs, merge, read_records
 
 
@@ -32,10 +32,12 @@ def load(paths: Sequence[Path]) -> Dict[tuple, Dict[str, Any]]:
     """The finished runs of ``paths`` by (task, row, seed): each path is a
     folder of run folders (``<task>_<row>/seed<k>/result.json``) or a results
     folder with records (``runs/<task>_<row>/seed<k>.json``), or both; a run
-    folder wins over a record, the first path over later ones."""
+    folder wins over a record, the first path over later ones. Each run
+    carries its best and last epoch (from the run folder's log, or the
+    record's)."""
     runs: Dict[tuple, Dict[str, Any]] = {}
     for path in paths:
-        found = [dict(r, run_folder=str(path / f"{r['task']}_{r['row']}" / f"seed{r['seed']}"))
+        found = [{**r, **epochs(Run(r["task"], r["row"], r["seed"]).folder(path))}
                  for r in gather(path)]
         for result in merge(found, read_records(path)):
             runs.setdefault((result["task"], result["row"], result["seed"]), result)
@@ -44,10 +46,6 @@ def load(paths: Sequence[Path]) -> Dict[tuple, Dict[str, Any]]:
 
 def compare(short: Sequence[Path], long: Sequence[Path]) -> List[Dict[str, Any]]:
     """One entry per finished run of ``long``, in task, row, seed order."""
-    if isinstance(short, Path):
-        short = [short]
-    if isinstance(long, Path):
-        long = [long]
     shorter = load(short)
     task_order = {task: i for i, task in enumerate(TASKS)}
     row_order = {row: i for i, row in enumerate(METHODS)}
@@ -59,14 +57,11 @@ def compare(short: Sequence[Path], long: Sequence[Path]) -> List[Dict[str, Any]]
         before = _scores(shorter.get((result["task"], result["row"], result["seed"])))
         after = _scores(result)
         delta = None if before["test"] is None else after["test"] - before["test"]
-        if "run_folder" in result:
-            when = epochs(Path(result["run_folder"]))
-        else:
-            when = {"best_epoch": result.get("best_epoch"), "last_epoch": result.get("last_epoch")}
         seconds = result.get("train_seconds")
         entries.append({
             "task": result["task"], "row": result["row"], "seed": result["seed"],
-            "short": before, "long": after, "test_delta": delta, **when,
+            "short": before, "long": after, "test_delta": delta,
+            "best_epoch": result.get("best_epoch"), "last_epoch": result.get("last_epoch"),
             "train_minutes": None if seconds is None else seconds / 60,
         })
     return entries

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from .experiments import Run, _write_json
+
 RECORDS = "runs"
 TRAINING_LOG = "training_log.jsonl"
 
@@ -49,23 +51,16 @@ def epochs(folder: Path) -> Dict[str, Optional[int]]:
     return {"best_epoch": best["epoch"], "last_epoch": lines[-1]["epoch"]}
 
 
-def _dump(path: Path, payload: Dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n", encoding="utf8")
-    tmp.replace(path)
-
-
 def write_records(results_dir: Path, output: Path, results: Iterable[Dict[str, Any]]) -> List[Path]:
     """One record per finished run of ``output`` (``results`` as gathered
     from it): the result, its epochs and where it came from."""
     written = []
     for result in results:
-        folder = output / f"{result['task']}_{result['row']}" / f"seed{result['seed']}"
+        folder = Run(result["task"], result["row"], result["seed"]).folder(output)
         record = {**{k: v for k, v in result.items() if k != "record"}, **epochs(folder),
                   "record": {"from": str(folder / "result.json")}}
         path = record_path(results_dir, result["task"], result["row"], result["seed"])
-        _dump(path, record)
+        _write_json(path, record)
         written.append(path)
     return written
 
@@ -113,7 +108,7 @@ def import_summary(summary_path: Path, results_dir: Path, overwrite: bool = Fals
                 path = record_path(results_dir, task, row["row"], seed)
                 if path.exists() and not overwrite:
                     continue
-                _dump(path, {
+                _write_json(path, {
                     "task": task, "row": row["row"], "method": row.get("method", row["row"]),
                     "seed": seed, "score_key": stats["score_key"], "vectors": vectors[0],
                     "budget": None, "budget_text": stats["budgets"][0],

@@ -29,7 +29,7 @@ def test_twins_are_matched_and_every_long_run_is_counted(tmp_path):
     write_run(long, "ner", "baseline", 0, 0.92, 0.87, scores=(0.2, 0.9, 0.8, 0.7), minutes=6)
     write_run(long, "ner", "at", 0, 0.93, 0.90, scores=(0.2, 0.5, 0.6))
     write_run(long, "chunk", "baseline", 0, 0.93, 0.92)  # no short twin: listed, Δ empty
-    entries = compare(short, long)
+    entries = compare([short], [long])
     assert [(e["task"], e["row"], e["seed"]) for e in entries] == [
         ("ner", "baseline", 0), ("ner", "at", 0), ("chunk", "baseline", 0)]
     base, at, chunk = entries
