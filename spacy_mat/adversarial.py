@@ -51,6 +51,9 @@ class AdversarialSettings:
     word id with the word's own characters: test time's unknown word).
     case_augmentation: the share of sentences lowercased in the adversarial
     pass (a tagger trained on cased text otherwise collapses on lowercase).
+    mask_span: a masked token inside a gold span (entity or chunk) takes the
+    whole span with it (every token of the span masked the same way); off,
+    only the one token is masked (the paper).
     softmax_over: ``log_density`` samples with probability proportional to the
     Gaussian density; ``density`` applies the softmax to the density values
     themselves (much flatter).
@@ -75,6 +78,7 @@ class AdversarialSettings:
     entity_selection: float = 0.0
     mask_token: str = "mask"
     case_augmentation: float = 0.0
+    mask_span: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -178,6 +182,45 @@ def plan_masking(lengths: Tensor, select_rate: float, mask_rate: float,
             positions = positions.clone()
             positions[use] = picks
     return MaskingPlan(rows, positions, masked)
+
+
+def span_continuation(gold: Tensor, inside: Tensor, kind: Tensor) -> Tensor:
+    """``[B, L]`` bool: token ``i`` continues the gold span of token ``i-1``.
+
+    ``gold`` ``[B, L]`` holds tag ids (negative = unknown, read as ``O``);
+    ``inside[t]`` is True for the ``I-X`` tags and ``kind[t]`` gives the span
+    type of tag ``t`` (-1 for ``O``). As in conlleval, ``I-X`` continues only
+    a token of type X; after ``O`` or another type it starts a span."""
+    tags = gold.clamp_min(0)
+    inside, kind = inside.to(tags.device), kind.to(tags.device)
+    out = torch.zeros_like(tags, dtype=torch.bool)
+    if tags.shape[1] > 1:
+        here, before = tags[:, 1:], tags[:, :-1]
+        known = (gold[:, 1:] >= 0) & (gold[:, :-1] >= 0)
+        out[:, 1:] = known & inside[here] & (kind[here] == kind[before]) & (kind[before] >= 0)
+    return out
+
+
+def expand_to_spans(plan: MaskingPlan, continuation: Tensor, lengths: Tensor) -> MaskingPlan:
+    """``plan`` with each masked token replaced by every token of its span
+    (the maximal run that ``continuation`` ``[B, L]`` links, within the
+    sentence length); substituted tokens and tokens outside spans stay
+    single. Masked entries come first in the result, then substitutes."""
+    masked = plan.masked
+    rows, positions = plan.rows[masked], plan.positions[masked]
+    if len(rows) == 0:
+        return plan
+    continuation = continuation.to(rows.device)
+    width = continuation.shape[1]
+    within = torch.arange(width, device=rows.device)[None, :] < lengths.to(rows.device)[:, None]
+    segment = torch.cumsum((~continuation).long(), dim=1)  # one id per span (or lone token) in a row
+    picked = segment[rows, positions]
+    same = (segment[rows] == picked[:, None]) & within[rows]
+    k, cols = same.nonzero(as_tuple=True)
+    keep = ~masked
+    return MaskingPlan(torch.cat([rows[k], plan.rows[keep]]),
+                       torch.cat([cols, plan.positions[keep]]),
+                       torch.cat([masked.new_ones(len(k)), masked.new_zeros(int(keep.sum()))]))
 
 
 # -- substitute sampling ---------------------------------------------------------------

@@ -20,15 +20,16 @@ from thinc.api import Model, PyTorchShim, deserialize_attr, serialize_attr
 from thinc.util import get_torch_default_device
 from wasabi import msg
 
-from .adversarial import (AdversarialSettings, effective_support, perturbation, plan_masking,
-                          random_probs, sample_substitutes, similarity_probs)
+from .adversarial import (AdversarialSettings, effective_support, expand_to_spans, perturbation,
+                          plan_masking, random_probs, sample_substitutes, similarity_probs,
+                          span_continuation)
 from .contextual import context_batch, context_hparams, corrupt_token_strings, get_encoder
 from .crf import CRF, DISALLOWED, restrict_emissions, span_log_probs_numpy, viterbi_numpy
 from . import host_forward
 from .features import MASK_ID, PAD_ID, SPECIALS, UNK_ID, Batch, IndexTables
 from .vectors import find_row, vocab_vectors
 from .network import CharCNNBiLSTMCRF, length_mask
-from .tags import allowed_transitions, tags_to_spans
+from .tags import allowed_transitions, parse_tag, tags_to_spans
 
 TokenSeq = Union[Doc, Span]
 ARCH_NAME = "spacy_mat.CharCNNBiLSTMCRF.v1"
@@ -457,9 +458,11 @@ def train_step(model: Model, X: Sequence[TokenSeq], gold: Sequence[Sequence[np.n
         word_ids, char_ids, _ = lowercase_rows(tables, strings, word_ids, char_ids,
                                                settings.case_augmentation)
     if settings.masks:
+        continuation = (span_continuation(gold_t[0], *tag_kinds(model.attrs["tag_sets"][0]))
+                        if settings.mask_span else None)
         word_ids, char_ids, corruption = corrupt_inputs(network, tables, word_ids, char_ids,
                                                         host_lengths, settings, gold=gold_t[0],
-                                                        strings=strings)
+                                                        strings=strings, continuation=continuation)
         if context is not None and len(corruption.rows) and settings.mask_context:
             ctx = context_batch(context, strings, device,
                                 overrides=corrupted_strings(context, strings, corruption))
@@ -505,6 +508,7 @@ def corrupt_inputs(network: CharCNNBiLSTMCRF, tables: IndexTables, word_ids: tor
                    char_ids: torch.Tensor, lengths: torch.Tensor,
                    settings: AdversarialSettings, gold: Optional[torch.Tensor] = None,
                    strings: Optional[Sequence[Sequence[str]]] = None,
+                   continuation: Optional[torch.Tensor] = None,
                    ) -> Tuple[torch.Tensor, torch.Tensor, Corruption]:
     """MAT's input corruption: in each selected sentence one token becomes
     ``<Mask>`` (word id, and a single ``<Mask>`` character; with
@@ -514,7 +518,9 @@ def corrupt_inputs(network: CharCNNBiLSTMCRF, tables: IndexTables, word_ids: tor
     ``gold`` ``[B, L]`` (0 = O), the token is drawn among the gold entity
     tokens at that rate. Also returns the :class:`Corruption` (rows,
     positions, substitute words; ``strings``, the batch's tokens, give the
-    original word of an ``<UNK>``-masked token)."""
+    original word of an ``<UNK>``-masked token). With ``mask_span`` and
+    ``continuation`` (:func:`span_continuation` of the gold tags), a masked
+    token inside a gold span masks the whole span."""
     # the plan is drawn where ``lengths`` live (pass the host copy: its row
     # and position lists are then read without a device sync)
     preferred = ((gold > 0).to(lengths.device) if gold is not None and settings.entity_selection > 0
@@ -523,6 +529,8 @@ def corrupt_inputs(network: CharCNNBiLSTMCRF, tables: IndexTables, word_ids: tor
                         prefer_rate=settings.entity_selection)
     if len(plan.rows) == 0:
         return word_ids, char_ids, Corruption([], [], [])
+    if settings.mask_span and continuation is not None:
+        plan = expand_to_spans(plan, continuation, lengths)
     replace = ~plan.masked
     if bool(replace.any()):  # a host read when the plan was drawn on the host
         originals = word_ids[plan.rows[replace], plan.positions[replace]]
@@ -708,6 +716,16 @@ def _host_scored_path(crf: CRF, emissions: np.ndarray, allowed: Optional[np.ndar
     columns = _span_columns([spans], span_tags)
     log_probs = span_log_probs_numpy(emissions, n, trans, start, end, *columns).astype(emissions.dtype)
     return ScoredPath(path, spans, np.minimum(np.exp(log_probs), 1.0).astype(np.float32), None)
+
+
+def tag_kinds(tag_names: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per tag id: whether it is an ``I-X`` tag, and its span type's index
+    (-1 for ``O``), the tables :func:`span_continuation` reads."""
+    parsed = [parse_tag(t) for t in tag_names]
+    types = sorted({label for _, label in parsed if label})
+    inside = torch.tensor([prefix == "I" for prefix, _ in parsed], dtype=torch.bool)
+    kind = torch.tensor([types.index(label) if label else -1 for _, label in parsed], dtype=torch.long)
+    return inside, kind
 
 
 def _span_tag_ids(tag_names: Sequence[str]) -> Dict[str, Tuple[int, int]]:

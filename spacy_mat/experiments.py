@@ -69,6 +69,7 @@ METHODS: Dict[str, str] = {
     "mat_unk": "MAT+ <UNK> masking (ext.)",
     "mat_caseunk": "MAT+ case aug. + <UNK> masking (ext.)",
     "mat_caseunkent": "MAT+ case aug. + <UNK> + entity-aware (ext.)",
+    "mat_spanunk": "MAT+ case aug. + <UNK> span masking, ρ = 0.3 (ext.)",
 }
 TASKS: Dict[str, str] = {"ner": "NER", "chunk": "Chunking"}
 DEFAULT_SEEDS = [0, 1, 2, 3, 4]

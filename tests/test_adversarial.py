@@ -345,3 +345,79 @@ def test_entity_selection_changes_entity_tokens_in_training_step():
         assert int(tags[0][r, q]) > 0  # every sentence here has an entity: always picked
     losses = train_step(tagger.model, seqs, gold)
     assert "adv" in losses and math.isfinite(losses["adv"])
+
+
+def _random_tag_rows(rng, n_rows, width, names):
+    """Random tag id rows (any sequence, invalid BIO included; some -1 = unknown)."""
+    rows = []
+    for _ in range(n_rows):
+        length = int(rng.integers(0, width + 1))
+        ids = rng.integers(-1, len(names), size=width)
+        ids[length:] = 0
+        rows.append((length, ids))
+    return rows
+
+
+def test_span_continuation_and_expansion_match_conlleval_spans():
+    from spacy_mat.adversarial import MaskingPlan, expand_to_spans, span_continuation
+    from spacy_mat.architectures import tag_kinds
+    from spacy_mat.tags import tags_to_spans
+
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    rng = np.random.default_rng(0)
+    width = 7
+    rows = _random_tag_rows(rng, 300, width, names)
+    gold = torch.as_tensor(np.stack([ids for _, ids in rows]))
+    lengths = torch.tensor([n for n, _ in rows])
+    continuation = span_continuation(gold, *tag_kinds(names))
+    # brute force: conlleval spans of the known-tag runs (unknown = O)
+    expected_span = {}
+    for b, (n, ids) in enumerate(rows):
+        tags = [names[i] if i >= 0 else "O" for i in ids[:n]]
+        for start, end, _ in tags_to_spans(tags):
+            for q in range(start, end):
+                expected_span[(b, q)] = list(range(start, end))
+        for q in range(n):
+            inside = any(start < q < end for start, end, _ in tags_to_spans(tags))
+            assert bool(continuation[b, q]) == inside, (tags, q)
+    # a plan with one token per non-empty row, masked or substituted at random
+    picks = [(b, int(rng.integers(0, n)), bool(rng.random() < 0.7)) for b, (n, _) in enumerate(rows) if n]
+    plan = MaskingPlan(torch.tensor([b for b, _, _ in picks]), torch.tensor([q for _, q, _ in picks]),
+                       torch.tensor([m for _, _, m in picks]))
+    out = expand_to_spans(plan, continuation, lengths)
+    got_masked = sorted((int(r), int(q)) for r, q, m in zip(*out) if m)
+    got_subs = sorted((int(r), int(q)) for r, q, m in zip(*out) if not m)
+    want_masked = sorted((b, j) for b, q, m in picks if m for j in expected_span.get((b, q), [q]))
+    assert got_masked == want_masked
+    assert got_subs == sorted((b, q) for b, q, m in picks if not m)
+    assert any(len(expected_span.get((b, q), [q])) > 1 for b, q, m in picks if m)  # spans were exercised
+
+
+def test_mask_span_masks_the_whole_gold_span_in_training_step():
+    from spacy_mat.adversarial import span_continuation
+    from spacy_mat.architectures import corrupt_inputs, tag_kinds
+
+    tagger, seqs, gold = make_tagger({"mode": "masking", "select_rate": 1.0, "mask_rate": 1.0,
+                                      "entity_selection": 1.0, "mask_span": True})
+    net, word_ids, char_ids, lengths, mask, tags = batch_tensors(tagger, seqs, gold)
+    settings = AdversarialSettings.from_config(tagger.model.attrs["adversarial"])
+    continuation = span_continuation(tags[0], *tag_kinds(tagger.model.attrs["tag_sets"][0]))
+    new_words, _, corruption = corrupt_inputs(net, tagger.model.attrs["tables"], word_ids, char_ids,
+                                              lengths, settings, gold=tags[0],
+                                              continuation=continuation)
+    spans_by_row = {b: spans for b, (_, spans) in enumerate(SENTS)}
+    changed = {}
+    for r, q in zip(corruption.rows, corruption.positions):
+        changed.setdefault(r, []).append(q)
+    assert sorted(changed) == [0, 1, 2, 3]  # one span per sentence, every token of it
+    for r, positions in changed.items():
+        assert any(sorted(positions) == list(range(s, e)) for s, e, _ in spans_by_row[r])
+        assert all(int(new_words[r, q]) == MASK_ID for q in positions)
+    assert len(changed[1]) == 2  # "Mary Smith" or "New York": both tokens
+    # off (the paper): one token per sentence
+    settings_off = AdversarialSettings.from_config({**tagger.model.attrs["adversarial"], "mask_span": False})
+    _, _, single = corrupt_inputs(net, tagger.model.attrs["tables"], word_ids, char_ids, lengths,
+                                  settings_off, gold=tags[0], continuation=continuation)
+    assert len(single.rows) == len(seqs)
+    losses = train_step(tagger.model, seqs, gold)
+    assert "adv" in losses and math.isfinite(losses["adv"])
