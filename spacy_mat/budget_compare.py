@@ -28,16 +28,16 @@ def _scores(result: Optional[Dict[str, Any]]) -> Dict[str, Optional[float]]:
     return {"dev": result["dev"].get(key), "test": result["test"].get(key)}
 
 
-def load(paths: Sequence[Path]) -> Dict[tuple, Dict[str, Any]]:
+def load(paths: Sequence[Path], with_epochs: bool = True) -> Dict[tuple, Dict[str, Any]]:
     """The finished runs of ``paths`` by (task, row, seed): each path is a
     folder of run folders (``<task>_<row>/seed<k>/result.json``) or a results
     folder with records (``runs/<task>_<row>/seed<k>.json``), or both; a run
-    folder wins over a record, the first path over later ones. Each run
-    carries its best and last epoch (from the run folder's log, or the
-    record's)."""
+    folder wins over a record, the first path over later ones. With
+    ``with_epochs``, each run carries its best and last epoch (from the run
+    folder's log, or the record's)."""
     runs: Dict[tuple, Dict[str, Any]] = {}
     for path in paths:
-        found = [{**r, **epochs(Run(r["task"], r["row"], r["seed"]).folder(path))}
+        found = [{**r, **epochs(Run(r["task"], r["row"], r["seed"]).folder(path))} if with_epochs else r
                  for r in gather(path)]
         for result in merge(found, read_records(path)):
             runs.setdefault((result["task"], result["row"], result["seed"]), result)
@@ -46,7 +46,7 @@ def load(paths: Sequence[Path]) -> Dict[tuple, Dict[str, Any]]:
 
 def compare(short: Sequence[Path], long: Sequence[Path]) -> List[Dict[str, Any]]:
     """One entry per finished run of ``long``, in task, row, seed order."""
-    shorter = load(short)
+    shorter = load(short, with_epochs=False)  # only the long runs' epochs are reported
     task_order = {task: i for i, task in enumerate(TASKS)}
     row_order = {row: i for i, row in enumerate(METHODS)}
     runs = sorted(load(long).values(),

@@ -70,3 +70,16 @@ def test_a_bad_log_line_names_file_and_line(tmp_path):
         log.write("{not json\n")
     with pytest.raises(ValueError, match=r"training_log.jsonl:4: not a JSON line"):
         epochs(folder)
+
+
+def test_short_runs_logs_are_not_read(tmp_path):
+    """Only the long runs' epochs are reported: a short run's broken log does not matter."""
+    from spacy_mat.budget_compare import load
+
+    short, long = tmp_path / "short", tmp_path / "long"
+    folder = write_run(short, "ner", "baseline", 0, 0.90, 0.88)
+    (folder / "training_log.jsonl").write_text("not json\n")
+    write_run(long, "ner", "baseline", 0, 0.92, 0.89)
+    assert "best_epoch" not in load([short], with_epochs=False)[("ner", "baseline", 0)]
+    (entry,) = compare([short], [long])
+    assert entry["test_delta"] == pytest.approx(0.01) and entry["best_epoch"] == 1
