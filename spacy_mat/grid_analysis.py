@@ -176,6 +176,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if kept:
         print(f"kept {len(kept)} per-run entries of the earlier {args.results / f'{name}.json'} "
               "whose run folders are not here (--fresh drops them)", flush=True)
+    if not args.fresh and (args.rows is not None or args.tasks is not None):
+        left = earlier_runs(args.results / f"{name}.json", per_run, None, None)
+        if len(left) > len(kept):
+            print(f"left out {len(left) - len(kept)} per-run entries of the earlier "
+                  f"{args.results / f'{name}.json'} outside --rows / --tasks: the rewritten file "
+                  "no longer holds them (run without --rows / --tasks to keep every row)", flush=True)
     per_run += kept
     rows = aggregate(per_run)
     _write_json(args.results / f"{name}.json", {"split": args.split, "runs": per_run, "rows": rows})

@@ -302,6 +302,7 @@ def test_grid_analysis_keeps_earlier_entries_of_gone_runs(finished, corpus, tmp_
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "kept 1 per-run entries of the earlier" in res.stdout
+    assert "left out 1 per-run entries of the earlier" in res.stdout  # the other row: said, not silent
     data = json.loads((tmp_path / "results" / "analysis.json").read_text())
     assert [(r["seed"], r.get("source")) for r in data["runs"]] == [(0, None), (7, "earlier analysis")]
     (row,) = data["rows"]
