@@ -447,12 +447,28 @@ def write_summary(summary: Dict[str, Any], results_dir: Path) -> Tuple[Path, Pat
     return json_path, md_path
 
 
+def rows_without_logs(plot_data: Path, task: str, logs: Dict[str, Path]) -> List[str]:
+    """The rows drawn in an earlier plot (its JSON ``plot_data``, each curve's
+    ``file`` a ``<task>_<row>/seed<k>/<log>`` path) that ``logs`` lacks."""
+    if not plot_data.exists():
+        return []
+    try:
+        files = [Path(run["file"]) for run in json.loads(plot_data.read_text(encoding="utf8"))["runs"]]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{plot_data}: not a plot's data file ({err})") from None
+    prefix = f"{task}_"
+    rows = [f.parent.parent.name[len(prefix):] for f in files if f.parent.parent.name.startswith(prefix)]
+    return sorted(set(rows) - set(logs))
+
+
 def write_curves(results: Sequence[Dict[str, Any]], output: Path, results_dir: Path) -> List[Path]:
     """Learning curves (dev score vs step) and confidence curves (probability
     of the watched sentence's gold tags vs step) of every row of the finished
     ``results``, one PNG (+ its data as JSON) per task and kind:
     ``results/{learning,confidence}_<task>.png``. Each row is drawn from its
-    lowest seed that has the log; rows in Table 1's order."""
+    lowest seed that has the log; rows in Table 1's order. A plot that
+    already draws rows whose logs are gone (their run folders lost) is kept
+    as it is, with a note, rather than redrawn without them."""
     try:
         from .analysis.plots import plot_confidence, plot_learning
     except ImportError as err:  # matplotlib is an optional dependency
@@ -471,6 +487,11 @@ def write_curves(results: Sequence[Dict[str, Any]], output: Path, results_dir: P
                 log = run.folder(output) / log_name
                 if run.task == task and run.row not in logs and log.exists() and log.stat().st_size:
                     logs[run.row] = log
+            gone = rows_without_logs(results_dir / f"{kind}_{task}.json", task, logs)
+            if gone:
+                print(f"{kind}_{task}.png kept as it was: the logs of its rows {gone} are not "
+                      f"under {output} (redrawing would drop their curves)", file=sys.stderr)
+                continue
             if logs:
                 labels = [f"{METHODS.get(row, row)} ({log.parent.name})" for row, log in logs.items()]
                 written.append(plot(list(logs.values()), results_dir / f"{kind}_{task}.png",

@@ -108,3 +108,31 @@ def test_plot_errors(tmp_path, capsys):
     assert main(["plot-confidence", conf, "--sentence", "5", "--output", str(tmp_path / "f.png")]) == 1
     assert "no records for sentence 5" in capsys.readouterr().err
     assert not (tmp_path / "f.png").exists()
+
+
+def test_grid_curves_are_not_redrawn_without_rows_whose_logs_are_gone(tmp_path, capsys):
+    """A summary run over a subset of the run folders must not overwrite the
+    plot of the rows it no longer has (their folders lost): the plot is kept,
+    and said so; with every row's log present it is redrawn."""
+    from spacy_mat.experiments import write_curves
+
+    def run_folder(row):
+        folder = tmp_path / "runs" / f"ner_{row}" / "seed0"
+        folder.mkdir(parents=True)
+        learning_log(folder / "training_log.jsonl", 0.9)
+        confidence_log(folder / "confidence.jsonl", 0.1)
+        return {"task": "ner", "row": row, "seed": 0}
+
+    results = tmp_path / "results"
+    results.mkdir()
+    everything = [run_folder("baseline"), run_folder("at")]
+    written = write_curves(everything, tmp_path / "runs", results)
+    assert sorted(p.name for p in written) == ["confidence_ner.png", "learning_ner.png"]
+    before = (results / "learning_ner.json").read_text()
+    import shutil
+    shutil.rmtree(tmp_path / "runs" / "ner_at")  # its folder is gone
+    assert write_curves(everything[:1], tmp_path / "runs", results) == []
+    assert (results / "learning_ner.json").read_text() == before
+    assert "learning_ner.png kept as it was: the logs of its rows ['at']" in capsys.readouterr().err
+    run_folder("at")
+    assert len(write_curves(everything, tmp_path / "runs", results)) == 2
