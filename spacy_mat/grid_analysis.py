@@ -128,11 +128,15 @@ def markdown(rows: List[Dict[str, Any]], split: str = "test") -> str:
     return "\n".join(lines) + "\n"
 
 
-def earlier_runs(path: Path, per_run: Sequence[Dict[str, Any]], rows: Optional[Sequence[str]],
-                 tasks: Optional[Sequence[str]]) -> List[Dict[str, Any]]:
+def selected(entry: Dict[str, Any], rows: Optional[Sequence[str]], tasks: Optional[Sequence[str]]) -> bool:
+    """Whether a run (or per-run entry) is within ``rows`` / ``tasks`` (None: all)."""
+    return (rows is None or entry["row"] in rows) and (tasks is None or entry["task"] in tasks)
+
+
+def earlier_runs(path: Path, per_run: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The per-run entries of an earlier analysis file for runs not analysed
-    now (their folders are gone, e.g. with the machine that trained them),
-    within ``rows`` / ``tasks``; each marked ``"source": "earlier analysis"``."""
+    now (their folders are gone, e.g. with the machine that trained them);
+    each marked ``"source": "earlier analysis"``."""
     if not path.exists():
         return []
     try:
@@ -141,8 +145,7 @@ def earlier_runs(path: Path, per_run: Sequence[Dict[str, Any]], rows: Optional[S
         raise ValueError(f"{path}: not an analysis file ({err})") from None
     have = {(r["task"], r["row"], r["seed"]) for r in per_run}
     return [dict(r, source="earlier analysis") for r in earlier
-            if (r["task"], r["row"], r["seed"]) not in have
-            and (rows is None or r["row"] in rows) and (tasks is None or r["task"] in tasks)]
+            if (r["task"], r["row"], r["seed"]) not in have]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -161,9 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="do not keep the earlier analysis' entries for runs whose folders "
                              "are not under --output")
     args = parser.parse_args(argv)
-    results = [r for r in gather(args.output)
-               if (args.rows is None or r["row"] in args.rows)
-               and (args.tasks is None or r["task"] in args.tasks)]
+    results = [r for r in gather(args.output) if selected(r, args.rows, args.tasks)]
     per_run = []
     for i, result in enumerate(results, start=1):
         folder = args.output / f"{result['task']}_{result['row']}" / f"seed{result['seed']}"
@@ -172,16 +173,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         per_run.append({"task": result["task"], "row": result["row"], "seed": result["seed"],
                         "vectors": result.get("vectors", "none"), **scores})
     name = "analysis" if args.split == "test" else f"analysis_{args.split}"
-    kept = [] if args.fresh else earlier_runs(args.results / f"{name}.json", per_run, args.rows, args.tasks)
+    earlier = [] if args.fresh else earlier_runs(args.results / f"{name}.json", per_run)
+    kept = [r for r in earlier if selected(r, args.rows, args.tasks)]
     if kept:
         print(f"kept {len(kept)} per-run entries of the earlier {args.results / f'{name}.json'} "
               "whose run folders are not here (--fresh drops them)", flush=True)
-    if not args.fresh and (args.rows is not None or args.tasks is not None):
-        left = earlier_runs(args.results / f"{name}.json", per_run, None, None)
-        if len(left) > len(kept):
-            print(f"left out {len(left) - len(kept)} per-run entries of the earlier "
-                  f"{args.results / f'{name}.json'} outside --rows / --tasks: the rewritten file "
-                  "no longer holds them (run without --rows / --tasks to keep every row)", flush=True)
+    if len(earlier) > len(kept):
+        print(f"left out {len(earlier) - len(kept)} per-run entries of the earlier "
+              f"{args.results / f'{name}.json'} outside --rows / --tasks: the rewritten file "
+              "no longer holds them (run without --rows / --tasks to keep every row)", flush=True)
     per_run += kept
     rows = aggregate(per_run)
     _write_json(args.results / f"{name}.json", {"split": args.split, "runs": per_run, "rows": rows})
