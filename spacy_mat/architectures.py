@@ -6,6 +6,7 @@ network in a PyTorchShim; its forward pass featurizes token sequences
 Training goes through :func:`train_step`, which runs the torch loss and
 backward pass; ``model.finish_update(sgd)`` then applies thinc's optimizer.
 """
+import functools
 import io
 import logging
 from contextlib import contextmanager
@@ -720,7 +721,13 @@ def _host_scored_path(crf: CRF, emissions: np.ndarray, allowed: Optional[np.ndar
 
 def tag_kinds(tag_names: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per tag id: whether it is an ``I-X`` tag, and its span type's index
-    (-1 for ``O``), the tables :func:`span_continuation` reads."""
+    (-1 for ``O``), the tables :func:`span_continuation` reads. Built once per
+    tag set (the training step asks for them every step); read-only."""
+    return _tag_kinds(tuple(tag_names))
+
+
+@functools.lru_cache(maxsize=16)
+def _tag_kinds(tag_names: Tuple[str, ...]) -> Tuple[torch.Tensor, torch.Tensor]:
     parsed = [parse_tag(t) for t in tag_names]
     types = sorted({label for _, label in parsed if label})
     inside = torch.tensor([prefix == "I" for prefix, _ in parsed], dtype=torch.bool)
