@@ -459,7 +459,7 @@ def train_step(model: Model, X: Sequence[TokenSeq], gold: Sequence[Sequence[np.n
         word_ids, char_ids, _ = lowercase_rows(tables, strings, word_ids, char_ids,
                                                settings.case_augmentation)
     if settings.masks:
-        continuation = (span_continuation(gold_t[0], *tag_kinds(model.attrs["tag_sets"][0]))
+        continuation = (span_continuation(gold_t[0], *tag_kinds(model.attrs["tag_sets"][0], device))
                         if settings.mask_span else None)
         word_ids, char_ids, corruption = corrupt_inputs(network, tables, word_ids, char_ids,
                                                         host_lengths, settings, gold=gold_t[0],
@@ -719,19 +719,21 @@ def _host_scored_path(crf: CRF, emissions: np.ndarray, allowed: Optional[np.ndar
     return ScoredPath(path, spans, np.minimum(np.exp(log_probs), 1.0).astype(np.float32), None)
 
 
-def tag_kinds(tag_names: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+def tag_kinds(tag_names: Sequence[str], device: Optional[torch.device] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per tag id: whether it is an ``I-X`` tag, and its span type's index
-    (-1 for ``O``), the tables :func:`span_continuation` reads. Built once per
-    tag set (the training step asks for them every step); read-only."""
-    return _tag_kinds(tuple(tag_names))
+    (-1 for ``O``), the tables :func:`span_continuation` reads, on ``device``
+    (default: the CPU). Built once per tag set and device (the training step
+    asks for them every step); read-only."""
+    return _tag_kinds(tuple(tag_names), torch.device("cpu") if device is None else torch.device(device))
 
 
 @functools.lru_cache(maxsize=16)
-def _tag_kinds(tag_names: Tuple[str, ...]) -> Tuple[torch.Tensor, torch.Tensor]:
+def _tag_kinds(tag_names: Tuple[str, ...], device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
     parsed = [parse_tag(t) for t in tag_names]
     types = sorted({label for _, label in parsed if label})
-    inside = torch.tensor([prefix == "I" for prefix, _ in parsed], dtype=torch.bool)
-    kind = torch.tensor([types.index(label) if label else -1 for _, label in parsed], dtype=torch.long)
+    inside = torch.tensor([prefix == "I" for prefix, _ in parsed], dtype=torch.bool, device=device)
+    kind = torch.tensor([types.index(label) if label else -1 for _, label in parsed], dtype=torch.long,
+                        device=device)
     return inside, kind
 
 

@@ -1,6 +1,7 @@
 """Plot commands on hand-written logs: a non-empty PNG and the plotted data
 as JSON beside it; clear errors for bad input."""
 import json
+import shutil
 
 import pytest
 
@@ -129,7 +130,6 @@ def test_grid_curves_are_not_redrawn_without_rows_whose_logs_are_gone(tmp_path, 
     written = write_curves(everything, tmp_path / "runs", results)
     assert sorted(p.name for p in written) == ["confidence_ner.png", "learning_ner.png"]
     before = (results / "learning_ner.json").read_text()
-    import shutil
     shutil.rmtree(tmp_path / "runs" / "ner_at")  # its folder is gone
     assert write_curves(everything[:1], tmp_path / "runs", results) == []
     assert (results / "learning_ner.json").read_text() == before
