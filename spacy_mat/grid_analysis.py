@@ -15,7 +15,9 @@ run's ``analysis/`` folder; a rerun skips what exists. The aggregate goes to
 ``<results>/analysis.json`` and ``<results>/analysis.md``; the per-run entries
 of an earlier ``analysis.json`` there whose run folders are not under
 ``--output`` are kept (``--fresh`` drops them), so the analysis, like the
-summary, outlives the run folders.
+summary, outlives the run folders. ``--rows`` / ``--tasks`` choose what is
+analysed now; the earlier entries of the other rows and tasks stay in the file
+as they were (as ``experiments --rows`` keeps the other rows in the summary).
 """
 import argparse
 import json
@@ -135,8 +137,10 @@ def selected(entry: Dict[str, Any], rows: Optional[Sequence[str]], tasks: Option
 
 def earlier_runs(path: Path, per_run: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The per-run entries of an earlier analysis file for runs not analysed
-    now (their folders are gone, e.g. with the machine that trained them);
-    each marked ``"source": "earlier analysis"``."""
+    now (their folders are gone, e.g. with the machine that trained them, or
+    they are outside ``--rows`` / ``--tasks``); an entry not marked yet gets
+    ``"source": "earlier analysis"`` when it is inside the selection (see
+    :func:`main`)."""
     if not path.exists():
         return []
     try:
@@ -144,8 +148,7 @@ def earlier_runs(path: Path, per_run: Sequence[Dict[str, Any]]) -> List[Dict[str
     except (ValueError, KeyError) as err:
         raise ValueError(f"{path}: not an analysis file ({err})") from None
     have = {(r["task"], r["row"], r["seed"]) for r in per_run}
-    return [dict(r, source="earlier analysis") for r in earlier
-            if (r["task"], r["row"], r["seed"]) not in have]
+    return [r for r in earlier if (r["task"], r["row"], r["seed"]) not in have]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -162,7 +165,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "(writes analysis_dev.{json,md})")
     parser.add_argument("--fresh", action="store_true",
                         help="do not keep the earlier analysis' entries for runs whose folders "
-                             "are not under --output")
+                             "are not under --output (within --rows / --tasks; the other rows' "
+                             "entries are always kept)")
     args = parser.parse_args(argv)
     results = [r for r in gather(args.output) if selected(r, args.rows, args.tasks)]
     per_run = []
@@ -173,16 +177,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         per_run.append({"task": result["task"], "row": result["row"], "seed": result["seed"],
                         "vectors": result.get("vectors", "none"), **scores})
     name = "analysis" if args.split == "test" else f"analysis_{args.split}"
-    earlier = [] if args.fresh else earlier_runs(args.results / f"{name}.json", per_run)
-    kept = [r for r in earlier if selected(r, args.rows, args.tasks)]
-    if kept:
-        print(f"kept {len(kept)} per-run entries of the earlier {args.results / f'{name}.json'} "
+    earlier = earlier_runs(args.results / f"{name}.json", per_run)
+    gone = [] if args.fresh else [dict(r, source="earlier analysis") for r in earlier
+                                  if selected(r, args.rows, args.tasks)]
+    others = [r for r in earlier if not selected(r, args.rows, args.tasks)]
+    if gone:
+        print(f"kept {len(gone)} per-run entries of the earlier {args.results / f'{name}.json'} "
               "whose run folders are not here (--fresh drops them)", flush=True)
-    if len(earlier) > len(kept):
-        print(f"left out {len(earlier) - len(kept)} per-run entries of the earlier "
-              f"{args.results / f'{name}.json'} outside --rows / --tasks: the rewritten file "
-              "no longer holds them (run without --rows / --tasks to keep every row)", flush=True)
-    per_run += kept
+    if others:
+        print(f"kept {len(others)} per-run entries of the earlier {args.results / f'{name}.json'} "
+              "outside --rows / --tasks as they were (not analysed now)", flush=True)
+    per_run += gone + others
     rows = aggregate(per_run)
     _write_json(args.results / f"{name}.json", {"split": args.split, "runs": per_run, "rows": rows})
     (args.results / f"{name}.md").write_text(markdown(rows, args.split), encoding="utf8")

@@ -285,7 +285,8 @@ def test_records_outlive_the_run_folders(finished, tmp_path):
 
 def test_grid_analysis_keeps_earlier_entries_of_gone_runs(finished, corpus, tmp_path):
     """The analysis of a run whose folder is gone stays in analysis.json (and
-    in the row means); --fresh drops it."""
+    in the row means); --fresh drops it. Entries outside --rows stay as they
+    were, with or without --fresh."""
     import shutil
 
     shutil.copytree(finished / "runs" / "ner_baseline" / "seed0", tmp_path / "runs" / "ner_baseline" / "seed0")
@@ -293,7 +294,7 @@ def test_grid_analysis_keeps_earlier_entries_of_gone_runs(finished, corpus, tmp_
                                                     "lowercase", "typos")}
     gone = {"task": "ner", "row": "baseline", "seed": 7, "vectors": "glove-sample", "f": 0.5,
             "unseen_f": 0.25, "unseen_tokens": 10, "probes": probes}
-    other_row = dict(gone, row="at")  # outside --rows: not kept
+    other_row = dict(gone, row="at")  # outside --rows: kept as it was
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "analysis.json").write_text(
         json.dumps({"split": "test", "runs": [gone, other_row], "rows": []}))
@@ -302,11 +303,14 @@ def test_grid_analysis_keeps_earlier_entries_of_gone_runs(finished, corpus, tmp_
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "kept 1 per-run entries of the earlier" in res.stdout
-    assert "left out 1 per-run entries of the earlier" in res.stdout  # the other row: said, not silent
+    assert res.stdout.count("kept 1 per-run entries of the earlier") == 2
+    assert "outside --rows / --tasks as they were" in res.stdout  # the other row: said, not silent
     data = json.loads((tmp_path / "results" / "analysis.json").read_text())
-    assert [(r["seed"], r.get("source")) for r in data["runs"]] == [(0, None), (7, "earlier analysis")]
-    (row,) = data["rows"]
-    assert row["seeds"] == [0, 7]
+    assert [(r["row"], r["seed"], r.get("source")) for r in data["runs"]] == [
+        ("baseline", 0, None), ("baseline", 7, "earlier analysis"), ("at", 7, None)]
+    rows = {r["row"]: r for r in data["rows"]}
+    assert rows["baseline"]["seeds"] == [0, 7] and rows["at"]["seeds"] == [7]
     res = subprocess.run(cmd + ["--fresh"], capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert [r["seed"] for r in json.loads((tmp_path / "results" / "analysis.json").read_text())["runs"]] == [0]
+    runs = json.loads((tmp_path / "results" / "analysis.json").read_text())["runs"]
+    assert [(r["row"], r["seed"]) for r in runs] == [("baseline", 0), ("at", 7)]
