@@ -177,7 +177,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         per_run.append({"task": result["task"], "row": result["row"], "seed": result["seed"],
                         "vectors": result.get("vectors", "none"), **scores})
     name = "analysis" if args.split == "test" else f"analysis_{args.split}"
-    earlier = earlier_runs(args.results / f"{name}.json", per_run)
+    everything = args.rows is None and args.tasks is None
+    earlier = [] if args.fresh and everything else earlier_runs(args.results / f"{name}.json", per_run)
     gone = [] if args.fresh else [dict(r, source="earlier analysis") for r in earlier
                                   if selected(r, args.rows, args.tasks)]
     others = [r for r in earlier if not selected(r, args.rows, args.tasks)]

@@ -314,3 +314,10 @@ def test_grid_analysis_keeps_earlier_entries_of_gone_runs(finished, corpus, tmp_
     assert res.returncode == 0, res.stderr[-2000:]
     runs = json.loads((tmp_path / "results" / "analysis.json").read_text())["runs"]
     assert [(r["row"], r["seed"]) for r in runs] == [("baseline", 0), ("at", 7)]
+    # --fresh over every row starts afresh: an unreadable earlier file is not read
+    (tmp_path / "results" / "analysis.json").write_text("not json")
+    res = subprocess.run([c for c in cmd if c not in ("--rows", "baseline")] + ["--fresh"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    runs = json.loads((tmp_path / "results" / "analysis.json").read_text())["runs"]
+    assert [(r["row"], r["seed"]) for r in runs] == [("baseline", 0)]
