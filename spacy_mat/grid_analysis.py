@@ -138,9 +138,9 @@ def selected(entry: Dict[str, Any], rows: Optional[Sequence[str]], tasks: Option
 def earlier_runs(path: Path, per_run: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The per-run entries of an earlier analysis file for runs not analysed
     now (their folders are gone, e.g. with the machine that trained them, or
-    they are outside ``--rows`` / ``--tasks``); an entry not marked yet gets
-    ``"source": "earlier analysis"`` when it is inside the selection (see
-    :func:`main`)."""
+    they are outside ``--rows`` / ``--tasks``), as they are in the file;
+    :func:`main` marks those inside the selection ``"source": "earlier
+    analysis"``."""
     if not path.exists():
         return []
     try:
