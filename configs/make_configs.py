@@ -107,6 +107,14 @@ EXTRA: Dict[str, Any] = {
             "sents_f": None, "sents_p": None, "sents_r": None,
         },
     }),
+    # ablation (not a Table-1 row): the paper's baseline with Ma & Hovy's (2016) dropout 0.5
+    # instead of the paper's 0.2, to test under-regularisation as a cause of the NER gap
+    "ner_baseline_drop50": ("ner", "baseline", {"components.mat_tagger.model.dropout": 0.5}),
+    # ablations of the word lookup (not Table-1 rows): one lowercased row per word (casing left
+    # to the character CNN), and digits normalised to 0 in the word keys (as Ma & Hovy)
+    "ner_baseline_lower": ("ner", "baseline", {"components.mat_tagger.model.lowercase": True}),
+    "ner_baseline_digits": ("ner", "baseline",
+                            {"components.mat_tagger.model.normalize_digits": True}),
 }
 
 
