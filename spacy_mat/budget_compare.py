@@ -10,7 +10,11 @@ Reads the ``result.json`` and ``training_log.jsonl`` that
 it keeps beside each summary (``<results>/runs/``, :mod:`spacy_mat.run_records`)
 for runs whose folders are gone. A run of ``--long``
 without its twin in ``--short`` is listed with empty short-budget cells, so
-every long run is counted. Writes ``<results>/budget_compare.{json,md}``.
+every long run is counted. A short run whose record was imported from a
+summary (:func:`spacy_mat.run_records.import_summary`: its folder is gone and
+an earlier revision trained it) is marked: its twin need not retrace it, so
+its test difference mixes the budget with code drift. Writes
+``<results>/budget_compare.{json,md}``.
 """
 import argparse
 import statistics
@@ -26,6 +30,12 @@ def _scores(result: Optional[Dict[str, Any]]) -> Dict[str, Optional[float]]:
         return {"dev": None, "test": None}
     key = result["score_key"]
     return {"dev": result["dev"].get(key), "test": result["test"].get(key)}
+
+
+def imported(result: Optional[Dict[str, Any]]) -> bool:
+    """Whether ``result`` is a record imported from a summary rather than
+    written from its run folder."""
+    return result is not None and "imported" in (result.get("record") or {})
 
 
 def load(paths: Sequence[Path], with_epochs: bool = True) -> Dict[tuple, Dict[str, Any]]:
@@ -54,13 +64,14 @@ def compare(short: Sequence[Path], long: Sequence[Path]) -> List[Dict[str, Any]]
                                  row_order.get(r["row"], len(METHODS)), r["row"], r["seed"]))
     entries = []
     for result in runs:
-        before = _scores(shorter.get((result["task"], result["row"], result["seed"])))
+        twin = shorter.get((result["task"], result["row"], result["seed"]))
+        before = _scores(twin)
         after = _scores(result)
         delta = None if before["test"] is None else after["test"] - before["test"]
         seconds = result.get("train_seconds")
         entries.append({
             "task": result["task"], "row": result["row"], "seed": result["seed"],
-            "short": before, "long": after, "test_delta": delta,
+            "short": before, "long": after, "test_delta": delta, "short_imported": imported(twin),
             "best_epoch": result.get("best_epoch"), "last_epoch": result.get("last_epoch"),
             "train_minutes": None if seconds is None else seconds / 60,
         })
@@ -69,12 +80,15 @@ def compare(short: Sequence[Path], long: Sequence[Path]) -> List[Dict[str, Any]]
 
 def deltas(entries: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Per task and row: the mean test difference and how many runs gained."""
-    groups: Dict[tuple, List[float]] = {}
+    groups: Dict[tuple, List[Dict[str, Any]]] = {}
     for entry in entries:
         if entry["test_delta"] is not None:
-            groups.setdefault((entry["task"], entry["row"]), []).append(entry["test_delta"])
-    return [{"task": task, "row": row, "runs": len(values), "mean_test_delta": statistics.mean(values),
-             "gained": sum(value > 0 for value in values)} for (task, row), values in groups.items()]
+            groups.setdefault((entry["task"], entry["row"]), []).append(entry)
+    return [{"task": task, "row": row, "runs": len(group),
+             "mean_test_delta": statistics.mean(e["test_delta"] for e in group),
+             "gained": sum(e["test_delta"] > 0 for e in group),
+             "short_imported": sum(bool(e.get("short_imported")) for e in group)}
+            for (task, row), group in groups.items()]
 
 
 def _pct(value: Optional[float], sign: bool = False) -> str:
@@ -89,15 +103,21 @@ def markdown(entries: Sequence[Dict[str, Any]], short_label: str, long_label: st
     lines = [head, "| --- | :-: | --- | ---: | ---: | ---: | ---: | ---: | :-: | :-: | ---: |"]
     for e in entries:
         lines.append(
-            f"| {e['task']} | {e['seed']} | {e['row']} | {_pct(e['short']['dev'])} | {_pct(e['short']['test'])} "
+            f"| {e['task']} | {e['seed']} | {e['row']} | {_pct(e['short']['dev'])} "
+            f"| {_pct(e['short']['test'])}{'*' if e.get('short_imported') else ''} "
             f"| {_pct(e['long']['dev'])} | {_pct(e['long']['test'])} | {_pct(e['test_delta'], sign=True)} "
             f"| {e['best_epoch'] if e['best_epoch'] is not None else '–'} "
             f"| {e['last_epoch'] if e['last_epoch'] is not None else '–'} "
             f"| {'–' if e['train_minutes'] is None else format(e['train_minutes'], '.0f')} |")
-    lines += ["", "| task | row | runs | mean test Δ | runs that gained |", "| --- | --- | :-: | ---: | :-: |"]
+    if any(e.get("short_imported") for e in entries):
+        lines += ["", f"\\* {short_label} record imported from a summary (its run folder is gone; an earlier "
+                  "revision trained it): the two runs need not share a trajectory, so its test Δ mixes the "
+                  "budget with code drift."]
+    lines += ["", "| task | row | runs | mean test Δ | runs that gained | short record imported |",
+              "| --- | --- | :-: | ---: | :-: | :-: |"]
     for d in deltas(entries):
         lines.append(f"| {d['task']} | {d['row']} | {d['runs']} | {_pct(d['mean_test_delta'], sign=True)} "
-                     f"| {d['gained']}/{d['runs']} |")
+                     f"| {d['gained']}/{d['runs']} | {d['short_imported']} |")
     return "\n".join(lines) + "\n"
 
 

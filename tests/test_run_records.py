@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from spacy_mat.budget_compare import compare
+from spacy_mat.budget_compare import compare, deltas
+from spacy_mat.budget_compare import markdown as budget_markdown
 from spacy_mat.experiments import markdown, summarize
 from spacy_mat.run_records import (import_summary, main, merge, read_records, record_path,
                                    write_records)
@@ -92,3 +93,18 @@ def test_budget_compare_reads_records(tmp_path):
     assert entry["test_delta"] == pytest.approx(0.002)
     assert entry["short"] == {"dev": None, "test": 0.894}
     assert entry["train_minutes"] == pytest.approx(10) and entry["best_epoch"] is None
+    # the imported twin is flagged: an earlier revision trained it, so Δ is not the budget alone
+    assert entry["short_imported"] is True
+    assert deltas([entry])[0]["short_imported"] == 1
+    table = budget_markdown([entry], "25 ep", "50 ep")
+    assert "| ner | 0 | at | – | 89.40* | " in table and "record imported from a summary" in table
+
+
+def test_budget_compare_does_not_flag_a_written_record(tmp_path):
+    short, long = tmp_path / "short", tmp_path / "long"
+    write_records(short, tmp_path / "gone", [fake("ner", "at", 0, 0.894)])
+    write_records(long, tmp_path / "gone", [fake("ner", "at", 0, 0.896)])
+    (entry,) = compare([short], [long])
+    assert entry["short_imported"] is False and deltas([entry])[0]["short_imported"] == 0
+    table = budget_markdown([entry], "25 ep", "50 ep")
+    assert "| ner | 0 | at | 50.00 | 89.40 | " in table and "imported from a summary" not in table
