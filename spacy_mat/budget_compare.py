@@ -11,7 +11,7 @@ it keeps beside each summary (``<results>/runs/``, :mod:`spacy_mat.run_records`)
 for runs whose folders are gone. A run of ``--long``
 without its twin in ``--short`` is listed with empty short-budget cells, so
 every long run is counted. A short run whose record was imported from a
-summary (:func:`spacy_mat.run_records.import_summary`: its folder is gone and
+summary (:func:`spacy_mat.run_records.imported`: its folder is gone and
 an earlier revision trained it) is marked: its twin need not retrace it, so
 its test difference mixes the budget with code drift. Writes
 ``<results>/budget_compare.{json,md}``.
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from .experiments import METHODS, TASKS, Run, _write_json, gather
-from .run_records import epochs, merge, read_records
+from .run_records import epochs, imported, merge, read_records
 
 
 def _scores(result: Optional[Dict[str, Any]]) -> Dict[str, Optional[float]]:
@@ -30,12 +30,6 @@ def _scores(result: Optional[Dict[str, Any]]) -> Dict[str, Optional[float]]:
         return {"dev": None, "test": None}
     key = result["score_key"]
     return {"dev": result["dev"].get(key), "test": result["test"].get(key)}
-
-
-def imported(result: Optional[Dict[str, Any]]) -> bool:
-    """Whether ``result`` is a record imported from a summary rather than
-    written from its run folder."""
-    return result is not None and "imported" in (result.get("record") or {})
 
 
 def load(paths: Sequence[Path], with_epochs: bool = True) -> Dict[tuple, Dict[str, Any]]:

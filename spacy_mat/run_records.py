@@ -90,6 +90,13 @@ def merge(found: Sequence[Dict[str, Any]], records: Sequence[Dict[str, Any]]) ->
     return out
 
 
+def imported(result: Optional[Dict[str, Any]]) -> bool:
+    """Whether ``result`` is a record :func:`import_summary` wrote (test F1
+    only, trained by an earlier revision) rather than one written from its
+    run folder."""
+    return result is not None and "imported" in (result.get("record") or {})
+
+
 def import_summary(summary_path: Path, results_dir: Path, overwrite: bool = False) -> List[Path]:
     """Records for the runs of a committed ``summary.json`` (its per-seed test
     F1; dev F1, timing and epochs are not in a summary and stay empty). An
