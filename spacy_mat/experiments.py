@@ -205,6 +205,38 @@ def _versions() -> Dict[str, str]:
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else ``platform.processor()``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def code_revision(where: Path) -> Optional[str]:
+    """The git commit of the checkout that holds ``where`` (``+dirty`` when
+    tracked files under ``spacy_mat/`` or ``configs/`` differ from it);
+    None outside a git checkout."""
+    def git(*args: str) -> Optional[str]:
+        try:
+            done = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True,
+                                  timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    top = git("rev-parse", "--show-toplevel")
+    paths = [str(Path(top) / d) for d in ("spacy_mat", "configs")] if top else []
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", *paths)
+    return commit + ("+dirty" if dirty else "")
+
+
 def _tail(path: Path, n: int = 20) -> str:
     try:
         return "\n".join(path.read_text(encoding="utf8", errors="replace").splitlines()[-n:])
@@ -279,6 +311,10 @@ def run_one(run: Run, settings: Settings) -> Dict[str, Any]:
         "test": test,
         "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
         "gpu_id": settings.gpu_id, "host": platform.node(),
+        # what float arithmetic depends on: a run retraces another bit for bit
+        # only with the same code, thread count and CPU (0 = library default)
+        "threads": settings.threads, "cpu": cpu_model(),
+        "code": code_revision(Path(__file__).parent),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "versions": _versions(),
     }

@@ -14,6 +14,8 @@ from spacy_mat.experiments import (Run, budget_label, markdown, parse_shard, pla
 REPO = Path(__file__).parents[1]
 DATA = REPO.parent / "shared" / "data"
 ROWS = ["baseline", "mat_similarity"]
+_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+GIT_HEAD = _head.stdout.strip() if _head.returncode == 0 else None
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,9 @@ def test_grid_writes_runs_and_summary(finished):
             assert result["vectors"] == "glove-sample"
             assert result["budget"] == {"max_epochs": 0, "max_steps": 4, "patience": None}
             assert result["extra_overrides"] == ["--training.eval_frequency", "2"]
+            # what a bit-for-bit retrace needs: thread count, CPU, code revision
+            assert result["threads"] == 1 and result["cpu"]
+            assert result["code"] is None or result["code"].split("+")[0] == GIT_HEAD
             assert 0.0 <= result["test"]["ents_f"] <= 1.0 and "ents_per_type" in result["test"]
             assert (folder / "training" / "model-best").exists() and (folder / "train.log").exists()
             assert "--system.seed " + str(seed) in (folder / "train.log").read_text()
@@ -321,3 +326,25 @@ def test_grid_analysis_keeps_earlier_entries_of_gone_runs(finished, corpus, tmp_
     assert res.returncode == 0, res.stderr[-2000:]
     runs = json.loads((tmp_path / "results" / "analysis.json").read_text())["runs"]
     assert [(r["row"], r["seed"]) for r in runs] == [("baseline", 0)]
+
+
+def test_code_revision_marks_edited_sources(tmp_path):
+    from spacy_mat.experiments import code_revision, cpu_model
+
+    assert cpu_model()
+    assert code_revision(tmp_path) is None  # not a git checkout
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x")
+    (tmp_path / "spacy_mat").mkdir()
+    (tmp_path / "spacy_mat" / "a.py").write_text("x = 1\n")
+    (tmp_path / "notes.md").write_text("n\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "y")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True).stdout.strip()
+    assert code_revision(tmp_path / "spacy_mat") == head
+    (tmp_path / "notes.md").write_text("edited docs do not count\n")
+    assert code_revision(tmp_path) == head
+    (tmp_path / "spacy_mat" / "a.py").write_text("x = 2\n")
+    assert code_revision(tmp_path) == head + "+dirty"

@@ -108,3 +108,38 @@ def test_budget_compare_does_not_flag_a_written_record(tmp_path):
     assert entry["short_imported"] is False and deltas([entry])[0]["short_imported"] == 0
     table = budget_markdown([entry], "25 ep", "50 ep")
     assert "| ner | 0 | at | 50.00 | 89.40 | " in table and "imported from a summary" not in table
+
+
+def test_budget_compare_flags_a_run_that_did_not_retrace(tmp_path):
+    short, long = tmp_path / "short", tmp_path / "long"
+    runs = [fake("ner", "at", 0, 0.894, dev=0.94), fake("ner", "at", 1, 0.894, dev=0.94),
+            fake("ner", "at", 2, 0.894, dev=0.94)]
+    write_records(short, tmp_path / "gone", runs)
+    later = [dict(fake("ner", "at", 0, 0.894, dev=0.94), best_epoch=20),  # retraced
+             dict(fake("ner", "at", 1, 0.895, dev=0.94), best_epoch=14),  # best within 25, differs
+             dict(fake("ner", "at", 2, 0.896, dev=0.95), best_epoch=30)]  # beyond the cap: budget
+    for run in later:
+        path = record_path(long, "ner", "at", run["seed"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(run, budget={"max_epochs": 50, "max_steps": None,
+                                                     "patience": 1100})))
+    entries = compare([short], [long])
+    assert [e["diverged"] for e in entries] == [False, True, None]
+    assert deltas(entries)[0]["diverged"] == 1
+    table = budget_markdown(entries, "25 ep", "50 ep")
+    assert "| ner | 1 | at | 94.00 | 89.40 | 94.00 | 89.50 | +0.10† | 14 |" in table
+    assert "† diverged" in table and "| +0.10† |" in table
+    assert "| ner | 0 | at | 94.00 | 89.40 | 94.00 | 89.40 | +0.00 | 20 |" in table
+    # no cap recorded for the twin (an imported record): nothing to tell
+    from spacy_mat.budget_compare import diverged
+    assert diverged(dict(runs[0], budget=None), later[1]) is None
+    assert diverged(None, later[1]) is None
+
+
+def test_budget_compare_keeps_the_tasks_asked_for(tmp_path):
+    short, long = tmp_path / "short", tmp_path / "long"
+    runs = [fake("ner", "at", 0, 0.894), fake("chunk", "at", 0, 0.93)]
+    write_records(short, tmp_path / "gone", runs)
+    write_records(long, tmp_path / "gone", runs)
+    assert [e["task"] for e in compare([short], [long])] == ["ner", "chunk"]
+    assert [e["task"] for e in compare([short], [long], tasks=["chunk"])] == ["chunk"]
