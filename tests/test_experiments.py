@@ -333,14 +333,16 @@ def test_code_revision_marks_edited_sources(tmp_path):
 
     assert cpu_model()
     assert code_revision(tmp_path) is None  # not a git checkout
-    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t",
+                                     "-c", "commit.gpgsign=false", *a], cwd=tmp_path, check=True,
+                                    capture_output=True)
     git("init", "-q")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x")
+    git("commit", "-q", "--allow-empty", "-m", "x")
     (tmp_path / "spacy_mat").mkdir()
     (tmp_path / "spacy_mat" / "a.py").write_text("x = 1\n")
     (tmp_path / "notes.md").write_text("n\n")
     git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "y")
+    git("commit", "-q", "-m", "y")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
                           text=True).stdout.strip()
     assert code_revision(tmp_path / "spacy_mat") == head
