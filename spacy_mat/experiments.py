@@ -231,9 +231,9 @@ def code_revision(where: Path) -> Optional[str]:
     commit = git("rev-parse", "HEAD")
     if not commit:
         return None
-    top = git("rev-parse", "--show-toplevel")
-    paths = [str(Path(top) / d) for d in ("spacy_mat", "configs")] if top else []
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", *paths)
+    # ":(top)" pathspecs name the folders from the checkout's root, wherever ``where`` is
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)spacy_mat",
+                ":(top)configs")
     return commit + ("+dirty" if dirty else "")
 
 
