@@ -2,7 +2,6 @@
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -16,18 +15,20 @@ CORPUS = {"ner": REPO / "corpus" / "ner", "chunk": REPO / "corpus" / "chunk"}
 
 
 def machine() -> Dict[str, Any]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = "unknown"
+    """Where and from what a benchmark ran: the CPU model, cores, Python,
+    GPU, the code's git commit (``+dirty`` when ``spacy_mat/`` or
+    ``configs/`` differ from it, as ``result.json`` records a grid run) and
+    the date."""
+    from spacy_mat.experiments import code_revision, cpu_model
+
     try:
         import torch
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:
         gpu = None
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "gpu": gpu, "commit": commit,
+    return {"cpu": cpu_model(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "gpu": gpu,
+            "commit": code_revision(REPO) or "unknown",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
