@@ -262,6 +262,7 @@ class Settings:
     budget: Dict[str, Optional[int]]
     gpu_id: int = -1
     threads: int = 0
+    mkl_cbwr: Optional[str] = None  # MKL_CBWR for the runs; None: the environment's
     extra: Tuple[str, ...] = ()
     vectors: Optional[str] = DEFAULT_VECTORS
 
@@ -277,6 +278,8 @@ def run_one(run: Run, settings: Settings) -> Dict[str, Any]:
     if settings.threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[var] = str(settings.threads)
+    if settings.mkl_cbwr:
+        env["MKL_CBWR"] = settings.mkl_cbwr
     train_cmd = [sys.executable, "-m", "spacy", "train", str(run.config(settings.configs_dir)),
                  "--output", str(folder / "training"),
                  "--paths.train", str(corpus / "train.spacy"),
@@ -313,7 +316,9 @@ def run_one(run: Run, settings: Settings) -> Dict[str, Any]:
         "gpu_id": settings.gpu_id, "host": platform.node(),
         # what float arithmetic depends on: a run retraces another bit for bit
         # only with the same code, thread count and CPU (0 = library default)
-        "threads": settings.threads, "cpu": cpu_model(),
+        # or, across CPUs, the same MKL code path (MKL_CBWR; null = MKL's own
+        # choice for this CPU)
+        "threads": settings.threads, "cpu": cpu_model(), "mkl_cbwr": env.get("MKL_CBWR"),
         "code": code_revision(Path(__file__).parent),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "versions": _versions(),
@@ -562,6 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for training and evaluation")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads per run (OMP/MKL; 0 = library default)")
+    parser.add_argument("--mkl-cbwr", default=None, metavar="BRANCH",
+                        help="MKL code path for every run (sets MKL_CBWR, e.g. AVX2): the same "
+                        "seed then retraces across CPUs that support it (default: the "
+                        "environment's MKL_CBWR, else MKL picks per CPU)")
     parser.add_argument("--vectors", default=DEFAULT_VECTORS,
                         help="vectors folder for the configs that use static vectors "
                         "(python -m spacy_mat vectors; default %(default)s)")
@@ -600,7 +609,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "patience": args.patience}
     settings = Settings(data_dir=args.data_dir, configs_dir=args.configs_dir, output=args.output,
                         budget=budget, gpu_id=args.gpu_id, threads=args.threads,
-                        extra=tuple(args.extra), vectors=args.vectors)
+                        mkl_cbwr=args.mkl_cbwr, extra=tuple(args.extra), vectors=args.vectors)
     everything = plan(args.tasks, args.rows, args.seeds)
     mine = shard(everything, *args.shard)
     shard_text = f"shard {args.shard[0]}/{args.shard[1]}: " if args.shard[1] > 1 else ""

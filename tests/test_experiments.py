@@ -35,7 +35,7 @@ def grid(corpus: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "spacy_mat.experiments", "--rows", *ROWS, "--tasks", "ner",
            "--seeds", "0", "1", "--data-dir", str(corpus), "--configs-dir", str(REPO / "configs"),
            "--output", str(corpus.parent / "runs"), "--results", str(corpus.parent / "results"),
-           "--threads", "1", "--vectors", str(sample_vectors_dir()), *args]
+           "--threads", "1", "--mkl-cbwr", "AVX2", "--vectors", str(sample_vectors_dir()), *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=corpus.parent)
 
 
@@ -60,8 +60,9 @@ def test_grid_writes_runs_and_summary(finished):
             assert result["vectors"] == "glove-sample"
             assert result["budget"] == {"max_epochs": 0, "max_steps": 4, "patience": None}
             assert result["extra_overrides"] == ["--training.eval_frequency", "2"]
-            # what a bit-for-bit retrace needs: thread count, CPU, code revision
-            assert result["threads"] == 1 and result["cpu"]
+            # what a bit-for-bit retrace needs: thread count, CPU (or MKL code path),
+            # code revision
+            assert result["threads"] == 1 and result["cpu"] and result["mkl_cbwr"] == "AVX2"
             assert result["code"] is None or result["code"].split("+")[0] == GIT_HEAD
             assert 0.0 <= result["test"]["ents_f"] <= 1.0 and "ents_per_type" in result["test"]
             assert (folder / "training" / "model-best").exists() and (folder / "train.log").exists()
