@@ -280,7 +280,7 @@ def run_one(run: Run, settings: Settings) -> Dict[str, Any]:
             env[var] = str(settings.threads)
     if settings.mkl_cbwr:
         env["MKL_CBWR"] = settings.mkl_cbwr
-    code = code_revision(Path(__file__).parent)  # the code the run starts with, not ends with
+    revision = code_revision(Path(__file__).parent)  # the code the run starts with, not ends with
     train_cmd = [sys.executable, "-m", "spacy", "train", str(run.config(settings.configs_dir)),
                  "--output", str(folder / "training"),
                  "--paths.train", str(corpus / "train.spacy"),
@@ -320,7 +320,7 @@ def run_one(run: Run, settings: Settings) -> Dict[str, Any]:
         # or, across CPUs, the same MKL code path (MKL_CBWR; null = MKL's own
         # choice for this CPU)
         "threads": settings.threads, "cpu": cpu_model(), "mkl_cbwr": env.get("MKL_CBWR"),
-        "code": code,
+        "code": revision,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "versions": _versions(),
     }
