@@ -317,8 +317,8 @@ def run_one(run: Run, settings: Settings) -> Dict[str, Any]:
         "gpu_id": settings.gpu_id, "host": platform.node(),
         # what float arithmetic depends on: a run retraces another bit for bit
         # only with the same code, thread count and CPU (0 = library default)
-        # or, across CPUs, the same MKL code path (MKL_CBWR; null = MKL's own
-        # choice for this CPU)
+        # (MKL_CBWR pins MKL's code path, one of the things the CPU decides;
+        # null = MKL's own choice for this CPU)
         "threads": settings.threads, "cpu": cpu_model(), "mkl_cbwr": env.get("MKL_CBWR"),
         "code": revision,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -569,9 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads per run (OMP/MKL; 0 = library default)")
     parser.add_argument("--mkl-cbwr", default=None, metavar="BRANCH",
-                        help="MKL code path for every run (sets MKL_CBWR, e.g. AVX2): the same "
-                        "seed then retraces across CPUs that support it (default: the "
-                        "environment's MKL_CBWR, else MKL picks per CPU)")
+                        help="MKL code path for every run (sets MKL_CBWR, e.g. AVX2; MKL documents "
+                        "the same results on the Intel CPUs that support it, at a fixed thread "
+                        "count) (default: the environment's MKL_CBWR, else MKL picks per CPU)")
     parser.add_argument("--vectors", default=DEFAULT_VECTORS,
                         help="vectors folder for the configs that use static vectors "
                         "(python -m spacy_mat vectors; default %(default)s)")
