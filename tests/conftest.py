@@ -1,5 +1,7 @@
 """Shared fixtures: paths to ../shared/data and tiny converted slices of it."""
+import subprocess
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -59,3 +61,9 @@ def vectors_overrides(config: Path) -> list:
     """``--paths.vectors <sample>`` for a config that reads static vectors."""
     text = Path(config).read_text(encoding="utf8")
     return ["--paths.vectors", str(sample_vectors_dir())] if "include_static_vectors = true" in text else []
+
+
+def git_head(where: Path) -> Optional[str]:
+    """The commit checked out at ``where`` (None outside a git checkout)."""
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import sample_vectors_dir, vectors_overrides
+from conftest import git_head, sample_vectors_dir, vectors_overrides
 from spacy_mat.experiments import cpu_model
 from test_training import spacy_train
 
@@ -54,19 +54,13 @@ def models(bench_corpus, tmp_path_factory):
     return {"ours": ours, "spacy_ner": theirs}
 
 
-def _head() -> str:
-    """The checkout's commit, as ``code_revision`` names it ("unknown" outside git)."""
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
-
-
 def _load(results: Path, name: str) -> dict:
     path = results / f"{name}_quick.json"
     assert path.exists(), f"{path} not written"
     data = json.loads(path.read_text(encoding="utf8"))
     assert data["machine"]["cores"] >= 1 and data["machine"]["date"]
     assert data["machine"]["cpu"] == cpu_model()
-    assert data["machine"]["commit"].split("+")[0] == _head()
+    assert data["machine"]["commit"].split("+")[0] == (git_head(REPO) or "unknown")
     return data
 
 

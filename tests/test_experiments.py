@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import sample_vectors_dir
+from conftest import git_head, sample_vectors_dir
 
 from spacy_mat.experiments import (Run, budget_label, markdown, parse_shard, plan, shard,
                                    summarize)
@@ -14,8 +14,7 @@ from spacy_mat.experiments import (Run, budget_label, markdown, parse_shard, pla
 REPO = Path(__file__).parents[1]
 DATA = REPO.parent / "shared" / "data"
 ROWS = ["baseline", "mat_similarity"]
-_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
-GIT_HEAD = _head.stdout.strip() if _head.returncode == 0 else None
+GIT_HEAD = git_head(REPO)
 
 
 @pytest.fixture(scope="module")
@@ -344,8 +343,7 @@ def test_code_revision_marks_edited_sources(tmp_path):
     (tmp_path / "notes.md").write_text("n\n")
     git("add", ".")
     git("commit", "-q", "-m", "y")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
-                          text=True).stdout.strip()
+    head = git_head(tmp_path)
     assert code_revision(tmp_path / "spacy_mat") == head
     (tmp_path / "notes.md").write_text("edited docs do not count\n")
     assert code_revision(tmp_path) == head
