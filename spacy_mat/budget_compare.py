@@ -19,13 +19,28 @@ end with the same model; when its scores differ it is marked diverged
 (:func:`diverged`): the two took different trajectories (another code
 revision, thread count or CPU), so its test difference is run-to-run
 variation, not the budget. Writes ``<results>/budget_compare.{json,md}``.
+
+With ``--long-means`` it also gives the grid's table at the longer budget
+(:func:`at_long_budget`): per row, mean ± std over seeds and the paired
+per-seed comparisons, taking each seed's longer run where there is one, and
+otherwise its shorter run when that one stopped early (before its epoch cap,
+with the same patience): a longer cap would not have changed it. A seed
+whose shorter run hit its cap (or whose epochs are unknown) and that has no
+longer run is left out and listed. Where the results folders hold the test
+probes of :mod:`spacy_mat.grid_analysis` (``analysis.json``), the same runs'
+probes are averaged too (Table 3 and the robustness table).
 """
 import argparse
+import json
 import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from .experiments import METHODS, TASKS, Run, _write_json, gather
+from .experiments import markdown as summary_markdown
+from .experiments import summarize
+from .grid_analysis import aggregate
+from .grid_analysis import markdown as probes_markdown
 from .run_records import epochs, imported, merge, read_records
 
 
@@ -110,6 +125,134 @@ def deltas(entries: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
             for (task, row), group in groups.items()]
 
 
+def _evals_of_patience(config: Optional[str], patience: int) -> Optional[float]:
+    """The patience in evaluations: ``patience`` steps over the config's
+    ``[training] eval_frequency`` (None when the config cannot be read)."""
+    if not config or not Path(config).is_file():
+        return None
+    from spacy.util import load_config
+
+    frequency = load_config(Path(config), interpolate=False)["training"].get("eval_frequency")
+    return patience / frequency if frequency else None
+
+
+def _stopped_early(short: Dict[str, Any], long_budget: Dict[str, Any]) -> Optional[str]:
+    """Why ``short`` cannot stand for a run under ``long_budget`` (None when
+    it can: it stopped before its epoch cap, with the same patience and step
+    limit). A run whose last evaluation lies in the cap's last epoch stopped
+    early only if its patience ran out there too: the grid's configs evaluate
+    once per epoch (``eval_frequency`` = steps per epoch), so that is when its
+    best epoch lies ``patience / eval_frequency`` epochs before its last."""
+    budget = short.get("budget")
+    if not budget:
+        return "budget not recorded"
+    if budget.get("patience") != long_budget.get("patience") or \
+            budget.get("max_steps") != long_budget.get("max_steps"):
+        return "other patience or step limit"
+    best, last, cap = short.get("best_epoch"), short.get("last_epoch"), budget.get("max_epochs")
+    if best is None or last is None:
+        return "epochs not recorded"
+    if not cap or last + 1 < cap:
+        return None
+    patience = budget.get("patience")
+    evals = _evals_of_patience(short.get("config"), patience) if patience else None
+    if evals is not None and last - best >= evals:
+        return None
+    return f"reached its cap of {cap} epochs"
+
+
+def at_long_budget(short: Sequence[Path], long: Sequence[Path],
+                   tasks: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The runs that make up the grid at the longer budget, per task with a
+    longer run: each (row, seed) of either budget gives its longer run, or
+    its shorter run where that stopped early (``"carried"``), or is listed in
+    ``"left_out"`` with the reason. Returns ``{"runs", "carried",
+    "left_out"}``."""
+    longer = {key: r for key, r in load(long).items() if tasks is None or key[0] in tasks}
+    shorter = load(short, with_epochs=False)
+    budgets = {}
+    for (task, _, _), result in sorted(longer.items()):
+        if result.get("budget"):
+            budgets.setdefault(task, result["budget"])
+    runs = [{k: v for k, v in r.items() if k != "source"} for r in longer.values()]
+    carried, left_out = [], []
+    for key, result in sorted(shorter.items()):
+        if key in longer or key[0] not in budgets:
+            continue
+        if result.get("source") == "run folder" and "last_epoch" not in result:
+            for path in short:  # this run's folder: the first path that holds it
+                folder = Run(*key).folder(path)
+                if (folder / "result.json").exists():
+                    result = {**result, **epochs(folder)}
+                    break
+        why = _stopped_early(result, budgets[key[0]])
+        if why is None:
+            runs.append({k: v for k, v in result.items() if k != "source"})
+            carried.append(key)
+        else:
+            left_out.append({"task": key[0], "row": key[1], "seed": key[2], "why": why})
+    return {"runs": runs, "carried": carried, "left_out": left_out}
+
+
+def probe_entries(paths: Sequence[Path]) -> Dict[tuple, Dict[str, Any]]:
+    """The per-run test probes in ``<path>/analysis.json`` of each path that
+    has one, by (task, row, seed); the first path wins."""
+    entries: Dict[tuple, Dict[str, Any]] = {}
+    for path in paths:
+        file = path / "analysis.json"
+        if not file.is_file():
+            continue
+        try:
+            analysis = json.loads(file.read_text(encoding="utf8"))
+        except ValueError as err:
+            raise ValueError(f"{file}: not JSON ({err})") from None
+        if analysis.get("split", "test") != "test":
+            continue
+        for entry in analysis.get("runs", []):
+            entries.setdefault((entry["task"], entry["row"], entry["seed"]), entry)
+    return entries
+
+
+def grid_probes(grid: Dict[str, Any], short: Sequence[Path], long: Sequence[Path]) -> Dict[str, Any]:
+    """The probes of the grid's runs: a longer run's from the ``long``
+    folders, a carried one's from the ``short`` ones. Returns ``{"rows"``
+    (:func:`spacy_mat.grid_analysis.aggregate`), ``"missing"}``."""
+    longer, shorter = probe_entries(long), probe_entries(short)
+    carried = set(grid["carried"])
+    found, missing = [], []
+    for run in grid["runs"]:
+        key = (run["task"], run["row"], run["seed"])
+        entry = (shorter if key in carried else longer).get(key)
+        if entry is None:
+            missing.append(key)
+        else:
+            found.append(entry)
+    return {"rows": aggregate(found), "missing": sorted(missing)}
+
+
+def long_means_markdown(grid: Dict[str, Any], short_label: str, long_label: str,
+                        probes: Optional[Dict[str, Any]] = None) -> str:
+    summary = summarize(grid["runs"])
+    lines = [f"## The grid at {long_label}", "",
+             f"Each seed's {long_label} run, or its {short_label} run where that stopped early "
+             f"(before its cap, same patience: a longer cap would not change it).", "",
+             summary_markdown(summary).rstrip("\n"), ""]
+    if grid["carried"]:
+        lines.append(f"{len(grid['carried'])} of the {len(grid['runs'])} runs are {short_label} runs "
+                     "that stopped early.")
+    if grid["left_out"]:
+        lines.append(f"Left out ({len(grid['left_out'])}), no {long_label} run: "
+                     + "; ".join(f"{e['task']} {e['row']} seed {e['seed']} ({e['why']})"
+                                 for e in grid["left_out"]) + ".")
+    if probes and probes["rows"]:
+        lines += ["", probes_markdown(probes["rows"]).rstrip("\n")]
+        if probes["missing"]:
+            lines.append("")
+            lines.append(f"No probes for {len(probes['missing'])} of these runs: "
+                         + ", ".join(f"{t} {r} seed {s}" for t, r, s in probes["missing"]) + ".")
+    return "\n".join(lines) + "\n"
+
+
 def _pct(value: Optional[float], sign: bool = False) -> str:
     if value is None:
         return "–"
@@ -158,6 +301,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="column labels, e.g. '10 ep' '25 ep'")
     parser.add_argument("--tasks", nargs="+", default=None, choices=list(TASKS),
                         help="only these tasks' runs (default: every task found)")
+    parser.add_argument("--long-means", action="store_true",
+                        help="also the grid's table at the longer budget: per row mean ± std and the "
+                             "paired comparisons, each seed's longer run or its shorter run where that "
+                             "stopped early")
     args = parser.parse_args(argv)
     for folder in [*args.short, *args.long]:
         if not folder.is_dir():
@@ -167,12 +314,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("no finished run (result.json or record) under "
                      + ", ".join(str(p) for p in args.long))
     text = markdown(entries, *args.labels)
+    payload: Dict[str, Any] = {"short": [str(p) for p in args.short], "long": [str(p) for p in args.long],
+                               "runs": entries, "per_row": deltas(entries)}
+    if args.long_means:
+        grid = at_long_budget(args.short, args.long, args.tasks)
+        probes = grid_probes(grid, args.short, args.long)
+        text += "\n" + long_means_markdown(grid, *args.labels, probes=probes)
+        summary = summarize(grid["runs"])
+        payload["at_long"] = {"rows": summary["rows"], "paired": summary["paired"],
+                              "probes": probes["rows"],
+                              "probes_missing": [{"task": t, "row": r, "seed": s}
+                                                 for t, r, s in probes["missing"]],
+                              "carried": [{"task": t, "row": r, "seed": s} for t, r, s in grid["carried"]],
+                              "left_out": grid["left_out"]}
     print(text, end="")
     if args.results is not None:
-        _write_json(args.results / "budget_compare.json",
-                    {"short": [str(p) for p in args.short], "long": [str(p) for p in args.long],
-                     "runs": entries,
-                     "per_row": deltas(entries)})
+        _write_json(args.results / "budget_compare.json", payload)
         (args.results / "budget_compare.md").write_text(text, encoding="utf8")
     return 0
 

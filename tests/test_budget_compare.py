@@ -83,3 +83,96 @@ def test_short_runs_logs_are_not_read(tmp_path):
     assert "best_epoch" not in load([short], with_epochs=False)[("ner", "baseline", 0)]
     (entry,) = compare([short], [long])
     assert entry["test_delta"] == pytest.approx(0.01) and entry["best_epoch"] == 1
+
+
+def write_budgeted(root: Path, task: str, row: str, seed: int, test: float, cap: int,
+                   scores, config: Path, patience: int = 30) -> Path:
+    """A run folder whose result records its budget and config (as
+    ``experiments`` writes them); ``scores`` one dev score per epoch."""
+    folder = write_run(root, task, row, seed, max(scores), test, scores=scores)
+    result = json.loads((folder / "result.json").read_text())
+    result.update(budget={"max_epochs": cap, "max_steps": None, "patience": patience},
+                  config=str(config))
+    (folder / "result.json").write_text(json.dumps(result))
+    return folder
+
+
+def test_the_grid_at_the_long_budget_carries_only_runs_a_longer_cap_would_not_change(tmp_path):
+    from spacy_mat.budget_compare import at_long_budget
+
+    config = tmp_path / "tagger.cfg"
+    config.write_text("[training]\neval_frequency = 10\npatience = 30\n")  # patience = 3 evaluations
+    short, long = tmp_path / "short", tmp_path / "long"
+    # seed 0: a long run: it wins over its short twin
+    write_budgeted(short, "ner", "baseline", 0, 0.80, 5, (0.1, 0.2, 0.3, 0.4, 0.5), config)
+    write_budgeted(long, "ner", "baseline", 0, 0.85, 10, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.5), config)
+    # seed 1: stopped at epoch 3 of a 5-epoch cap: carried
+    write_budgeted(short, "ner", "baseline", 1, 0.81, 5, (0.1, 0.4, 0.3, 0.2), config)
+    # seed 2: last epoch 4 is the cap's, but its best (1) is 3 evaluations back: patience ran out: carried
+    write_budgeted(short, "ner", "baseline", 2, 0.82, 5, (0.1, 0.5, 0.3, 0.2, 0.1), config)
+    # seed 3: reached the cap still improving within patience: left out
+    write_budgeted(short, "ner", "baseline", 3, 0.83, 5, (0.1, 0.2, 0.5, 0.3, 0.2), config)
+    # seed 4: another patience: left out
+    write_budgeted(short, "ner", "baseline", 4, 0.84, 5, (0.1, 0.4, 0.3), config, patience=20)
+    # seed 5: no budget recorded (an imported record): left out
+    write_run(short, "ner", "baseline", 5, 0.9, 0.86)
+    # chunking has no long run: its short runs are not part of the grid
+    write_budgeted(short, "chunk", "baseline", 0, 0.90, 5, (0.1, 0.4, 0.3), config)
+    grid = at_long_budget([short], [long])
+    assert sorted((r["task"], r["seed"], r["test"]["ents_f"]) for r in grid["runs"]) == [
+        ("ner", 0, 0.85), ("ner", 1, 0.81), ("ner", 2, 0.82)]
+    assert grid["carried"] == [("ner", "baseline", 1), ("ner", "baseline", 2)]
+    assert [(e["seed"], e["why"]) for e in grid["left_out"]] == [
+        (3, "reached its cap of 5 epochs"), (4, "other patience or step limit"), (5, "budget not recorded")]
+
+
+def test_long_means_table_and_json(tmp_path, capsys):
+    config = tmp_path / "tagger.cfg"
+    config.write_text("[training]\neval_frequency = 10\n")
+    short, long = tmp_path / "short", tmp_path / "long"
+    for seed, (base, at) in enumerate([(0.80, 0.83), (0.82, 0.81)]):
+        write_budgeted(long, "ner", "baseline", seed, base, 10, (0.1, 0.5, 0.4), config)
+        write_budgeted(short, "ner", "at", seed, at, 5, (0.1, 0.5, 0.4), config)  # stopped early
+    write_budgeted(short, "ner", "baseline", 0, 0.70, 5, (0.1, 0.2, 0.3, 0.4, 0.5), config)
+    out = tmp_path / "out"
+    assert main(["--short", str(short), "--long", str(long), "--results", str(out),
+                 "--labels", "5 ep", "10 ep", "--long-means"]) == 0
+    text = capsys.readouterr().out
+    assert "## The grid at 10 ep" in text
+    assert "| Baseline | 81.00 ± 1.41 |" in text and "| AT | 82.00 ± 1.41 |" in text
+    assert "| NER | AT − Baseline | +1.00 | 1/2 | +3.00, -1.00 |" in text
+    assert "2 of the 4 runs are 5 ep runs that stopped early." in text
+    saved = json.loads((out / "budget_compare.json").read_text())["at_long"]
+    assert [(c["row"], c["seed"]) for c in saved["carried"]] == [("at", 0), ("at", 1)]
+    assert saved["left_out"] == []
+    (pair,) = [p for p in saved["paired"] if p["row"] == "at" and p["minus"] == "baseline"]
+    assert pair["mean_diff"] == pytest.approx(0.01)
+
+
+def test_long_means_average_each_runs_probes_from_its_own_budget(tmp_path, capsys):
+    from spacy_mat.grid_analysis import PROBES
+
+    config = tmp_path / "tagger.cfg"
+    config.write_text("[training]\neval_frequency = 10\n")
+    short, long = tmp_path / "short", tmp_path / "long"
+    write_budgeted(long, "ner", "baseline", 0, 0.80, 10, (0.1, 0.5, 0.4), config)
+    write_budgeted(short, "ner", "baseline", 0, 0.70, 5, (0.1, 0.5, 0.4), config)  # twin: not used
+    write_budgeted(short, "ner", "baseline", 1, 0.82, 5, (0.1, 0.5, 0.4), config)  # carried
+    write_budgeted(short, "ner", "baseline", 2, 0.84, 5, (0.1, 0.5, 0.4), config)  # carried, no probes
+
+    def entry(seed, f, unseen, drop):
+        return {"task": "ner", "row": "baseline", "seed": seed, "vectors": "v", "f": f, "unseen_f": unseen,
+                "probes": {p: {"f": f - drop, "drop": drop} for p in PROBES}}
+
+    (long / "analysis.json").write_text(json.dumps({"split": "test", "runs": [entry(0, 0.80, 0.70, 0.10)]}))
+    (short / "analysis.json").write_text(json.dumps(
+        {"split": "test", "runs": [entry(0, 0.70, 0.10, 0.50), entry(1, 0.82, 0.74, 0.20)]}))
+    out = tmp_path / "out"
+    assert main(["--short", str(short), "--long", str(long), "--results", str(out), "--long-means"]) == 0
+    text = capsys.readouterr().out
+    assert "| NER | Baseline | 2 | v | 81.00 | 72.00 |" in text  # seeds 0 (long) and 1 (carried)
+    assert "No probes for 1 of these runs: ner baseline seed 2." in text
+    saved = json.loads((out / "budget_compare.json").read_text())["at_long"]
+    (row,) = saved["probes"]
+    assert row["seeds"] == [0, 1] and row["probes"]["typos"]["drop"] == pytest.approx(0.15)
+    assert saved["probes_missing"] == [{"task": "ner", "row": "baseline", "seed": 2}]
