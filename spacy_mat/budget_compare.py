@@ -156,7 +156,10 @@ def _stopped_early(short: Dict[str, Any], long_budget: Dict[str, Any]) -> Option
         return None
     patience = budget.get("patience")
     evals = _evals_of_patience(short.get("config"), patience) if patience else None
-    if evals is not None and last - best >= evals:
+    if evals is None:
+        return (f"last epoch in its cap of {cap} epochs, and its patience in epochs is unknown "
+                f"(config {short.get('config')!r} not readable here)")
+    if last - best >= evals:
         return None
     return f"reached its cap of {cap} epochs"
 

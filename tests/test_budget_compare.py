@@ -176,3 +176,16 @@ def test_long_means_average_each_runs_probes_from_its_own_budget(tmp_path, capsy
     (row,) = saved["probes"]
     assert row["seeds"] == [0, 1] and row["probes"]["typos"]["drop"] == pytest.approx(0.15)
     assert saved["probes_missing"] == [{"task": "ner", "row": "baseline", "seed": 2}]
+
+
+def test_a_run_in_its_caps_last_epoch_without_its_config_is_left_out_saying_why(tmp_path):
+    from spacy_mat.budget_compare import at_long_budget
+
+    config = tmp_path / "tagger.cfg"
+    config.write_text("[training]\neval_frequency = 10\n")
+    short, long = tmp_path / "short", tmp_path / "long"
+    write_budgeted(long, "ner", "baseline", 0, 0.85, 10, (0.1, 0.5, 0.4), config)
+    write_budgeted(short, "ner", "baseline", 1, 0.82, 5, (0.1, 0.5, 0.3, 0.2, 0.1), tmp_path / "gone.cfg")
+    grid = at_long_budget([short], [long])
+    (entry,) = grid["left_out"]
+    assert "patience in epochs is unknown" in entry["why"] and "gone.cfg" in entry["why"]
