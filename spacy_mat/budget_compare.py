@@ -169,8 +169,10 @@ def at_long_budget(short: Sequence[Path], long: Sequence[Path],
     """The runs that make up the grid at the longer budget, per task with a
     longer run: each (row, seed) of either budget gives its longer run, or
     its shorter run where that stopped early (``"carried"``), or is listed in
-    ``"left_out"`` with the reason. Returns ``{"runs", "carried",
-    "left_out"}``."""
+    ``"left_out"`` with the reason. A row with a seed left out is
+    ``"incomplete"`` and none of its runs is in ``"runs"``: a mean over the
+    seeds that stopped early would favour them. Returns ``{"runs",
+    "carried", "left_out", "incomplete"}``."""
     longer = {key: r for key, r in load(long).items() if tasks is None or key[0] in tasks}
     shorter = load(short, with_epochs=False)
     budgets = {}
@@ -194,7 +196,14 @@ def at_long_budget(short: Sequence[Path], long: Sequence[Path],
             carried.append(key)
         else:
             left_out.append({"task": key[0], "row": key[1], "seed": key[2], "why": why})
-    return {"runs": runs, "carried": carried, "left_out": left_out}
+    gaps = {(e["task"], e["row"]) for e in left_out}
+    incomplete = [{"task": task, "row": row,
+                   "seeds": sorted(r["seed"] for r in runs if (r["task"], r["row"]) == (task, row)),
+                   "seeds_left_out": [e["seed"] for e in left_out if (e["task"], e["row"]) == (task, row)]}
+                  for task, row in sorted(gaps)]
+    runs = [r for r in runs if (r["task"], r["row"]) not in gaps]
+    carried = [key for key in carried if key[:2] not in gaps]
+    return {"runs": runs, "carried": carried, "left_out": left_out, "incomplete": incomplete}
 
 
 def probe_entries(paths: Sequence[Path]) -> Dict[tuple, Dict[str, Any]]:
@@ -243,10 +252,17 @@ def long_means_markdown(grid: Dict[str, Any], short_label: str, long_label: str,
     if grid["carried"]:
         lines.append(f"{len(grid['carried'])} of the {len(grid['runs'])} runs are {short_label} runs "
                      "that stopped early.")
-    if grid["left_out"]:
-        lines.append(f"Left out ({len(grid['left_out'])}), no {long_label} run: "
-                     + "; ".join(f"{e['task']} {e['row']} seed {e['seed']} ({e['why']})"
-                                 for e in grid["left_out"]) + ".")
+    if grid["incomplete"]:
+        lines.append(f"Rows left out ({len(grid['incomplete'])}), a seed without a {long_label} result "
+                     f"(its {short_label} run did not stop early and it has no {long_label} run):")
+        lines.append("")
+        for gap in grid["incomplete"]:
+            reasons = sorted({e["why"] for e in grid["left_out"]
+                              if (e["task"], e["row"]) == (gap["task"], gap["row"])})
+            total = len(gap["seeds"]) + len(gap["seeds_left_out"])
+            have = f" ({', '.join(map(str, gap['seeds']))})" if gap["seeds"] else ""
+            lines.append(f"- {gap['task']} {gap['row']}: {len(gap['seeds'])} of {total} seeds{have}; "
+                         f"not seeds {', '.join(map(str, gap['seeds_left_out']))} ({'; '.join(reasons)})")
     if probes and probes["rows"]:
         lines += ["", probes_markdown(probes["rows"]).rstrip("\n")]
         if probes["missing"]:
@@ -329,7 +345,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                               "probes_missing": [{"task": t, "row": r, "seed": s}
                                                  for t, r, s in probes["missing"]],
                               "carried": [{"task": t, "row": r, "seed": s} for t, r, s in grid["carried"]],
-                              "left_out": grid["left_out"]}
+                              "left_out": grid["left_out"], "incomplete": grid["incomplete"]}
     print(text, end="")
     if args.results is not None:
         _write_json(args.results / "budget_compare.json", payload)

@@ -103,27 +103,29 @@ def test_the_grid_at_the_long_budget_carries_only_runs_a_longer_cap_would_not_ch
     config = tmp_path / "tagger.cfg"
     config.write_text("[training]\neval_frequency = 10\npatience = 30\n")  # patience = 3 evaluations
     short, long = tmp_path / "short", tmp_path / "long"
-    # seed 0: a long run: it wins over its short twin
+    # baseline seed 0: a long run: it wins over its short twin
     write_budgeted(short, "ner", "baseline", 0, 0.80, 5, (0.1, 0.2, 0.3, 0.4, 0.5), config)
     write_budgeted(long, "ner", "baseline", 0, 0.85, 10, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.5), config)
     # seed 1: stopped at epoch 3 of a 5-epoch cap: carried
     write_budgeted(short, "ner", "baseline", 1, 0.81, 5, (0.1, 0.4, 0.3, 0.2), config)
     # seed 2: last epoch 4 is the cap's, but its best (1) is 3 evaluations back: patience ran out: carried
     write_budgeted(short, "ner", "baseline", 2, 0.82, 5, (0.1, 0.5, 0.3, 0.2, 0.1), config)
-    # seed 3: reached the cap still improving within patience: left out
-    write_budgeted(short, "ner", "baseline", 3, 0.83, 5, (0.1, 0.2, 0.5, 0.3, 0.2), config)
-    # seed 4: another patience: left out
-    write_budgeted(short, "ner", "baseline", 4, 0.84, 5, (0.1, 0.4, 0.3), config, patience=20)
-    # seed 5: no budget recorded (an imported record): left out
-    write_run(short, "ner", "baseline", 5, 0.9, 0.86)
+    # AT: seed 0 stopped early, but seed 3 reached the cap still improving within patience, seed 4
+    # had another patience and seed 5 no budget (an imported record): the row is incomplete
+    write_budgeted(short, "ner", "at", 0, 0.90, 5, (0.1, 0.4, 0.3), config)
+    write_budgeted(short, "ner", "at", 3, 0.83, 5, (0.1, 0.2, 0.5, 0.3, 0.2), config)
+    write_budgeted(short, "ner", "at", 4, 0.84, 5, (0.1, 0.4, 0.3), config, patience=20)
+    write_run(short, "ner", "at", 5, 0.9, 0.86)
     # chunking has no long run: its short runs are not part of the grid
     write_budgeted(short, "chunk", "baseline", 0, 0.90, 5, (0.1, 0.4, 0.3), config)
     grid = at_long_budget([short], [long])
-    assert sorted((r["task"], r["seed"], r["test"]["ents_f"]) for r in grid["runs"]) == [
-        ("ner", 0, 0.85), ("ner", 1, 0.81), ("ner", 2, 0.82)]
+    assert sorted((r["row"], r["seed"], r["test"]["ents_f"]) for r in grid["runs"]) == [
+        ("baseline", 0, 0.85), ("baseline", 1, 0.81), ("baseline", 2, 0.82)]
     assert grid["carried"] == [("ner", "baseline", 1), ("ner", "baseline", 2)]
-    assert [(e["seed"], e["why"]) for e in grid["left_out"]] == [
-        (3, "reached its cap of 5 epochs"), (4, "other patience or step limit"), (5, "budget not recorded")]
+    assert [(e["row"], e["seed"], e["why"]) for e in grid["left_out"]] == [
+        ("at", 3, "reached its cap of 5 epochs"), ("at", 4, "other patience or step limit"),
+        ("at", 5, "budget not recorded")]
+    assert grid["incomplete"] == [{"task": "ner", "row": "at", "seeds": [0], "seeds_left_out": [3, 4, 5]}]
 
 
 def test_long_means_table_and_json(tmp_path, capsys):
@@ -189,3 +191,17 @@ def test_a_run_in_its_caps_last_epoch_without_its_config_is_left_out_saying_why(
     grid = at_long_budget([short], [long])
     (entry,) = grid["left_out"]
     assert "patience in epochs is unknown" in entry["why"] and "gone.cfg" in entry["why"]
+    assert [r["seed"] for r in grid["runs"]] == [] and grid["incomplete"][0]["seeds"] == [0]
+
+
+def test_long_means_names_the_incomplete_rows(tmp_path, capsys):
+    config = tmp_path / "tagger.cfg"
+    config.write_text("[training]\neval_frequency = 10\n")
+    short, long = tmp_path / "short", tmp_path / "long"
+    write_budgeted(long, "ner", "baseline", 0, 0.80, 10, (0.1, 0.5, 0.4), config)
+    write_budgeted(short, "ner", "at", 0, 0.83, 5, (0.1, 0.5, 0.4), config)  # stopped early
+    write_budgeted(short, "ner", "at", 1, 0.84, 5, (0.1, 0.2, 0.3, 0.4, 0.5), config)  # at its cap
+    assert main(["--short", str(short), "--long", str(long), "--labels", "5 ep", "10 ep", "--long-means"]) == 0
+    text = capsys.readouterr().out.split("## The grid at 10 ep")[1]
+    assert "| AT |" not in text and "| Baseline | 80.00 ± – |" in text
+    assert "- ner at: 1 of 2 seeds (0); not seeds 1 (reached its cap of 5 epochs)" in text
