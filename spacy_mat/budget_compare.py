@@ -31,7 +31,6 @@ probes of :mod:`spacy_mat.grid_analysis` (``analysis.json``), the same runs'
 probes are averaged too (Table 3 and the robustness table).
 """
 import argparse
-import json
 import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -39,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .experiments import METHODS, TASKS, Run, _write_json, gather
 from .experiments import markdown as summary_markdown
 from .experiments import summarize
-from .grid_analysis import aggregate
+from .grid_analysis import aggregate, earlier_runs
 from .grid_analysis import markdown as probes_markdown
 from .run_records import epochs, imported, merge, read_records
 
@@ -207,20 +206,12 @@ def at_long_budget(short: Sequence[Path], long: Sequence[Path],
 
 
 def probe_entries(paths: Sequence[Path]) -> Dict[tuple, Dict[str, Any]]:
-    """The per-run test probes in ``<path>/analysis.json`` of each path that
-    has one, by (task, row, seed); the first path wins."""
+    """The per-run test probes in ``<path>/analysis.json`` (what
+    :mod:`spacy_mat.grid_analysis` writes for the test split) of each path
+    that has one, by (task, row, seed); the first path wins."""
     entries: Dict[tuple, Dict[str, Any]] = {}
     for path in paths:
-        file = path / "analysis.json"
-        if not file.is_file():
-            continue
-        try:
-            analysis = json.loads(file.read_text(encoding="utf8"))
-        except ValueError as err:
-            raise ValueError(f"{file}: not JSON ({err})") from None
-        if analysis.get("split", "test") != "test":
-            continue
-        for entry in analysis.get("runs", []):
+        for entry in earlier_runs(path / "analysis.json", ()):
             entries.setdefault((entry["task"], entry["row"], entry["seed"]), entry)
     return entries
 
@@ -242,9 +233,10 @@ def grid_probes(grid: Dict[str, Any], short: Sequence[Path], long: Sequence[Path
     return {"rows": aggregate(found), "missing": sorted(missing)}
 
 
-def long_means_markdown(grid: Dict[str, Any], short_label: str, long_label: str,
-                        probes: Optional[Dict[str, Any]] = None) -> str:
-    summary = summarize(grid["runs"])
+def long_means_markdown(grid: Dict[str, Any], summary: Dict[str, Any], short_label: str,
+                        long_label: str, probes: Optional[Dict[str, Any]] = None) -> str:
+    """The grid's section: ``summary`` is :func:`spacy_mat.experiments.summarize`
+    of ``grid["runs"]``."""
     lines = [f"## The grid at {long_label}", "",
              f"Each seed's {long_label} run, or its {short_label} run where that stopped early "
              f"(before its cap, same patience: a longer cap would not change it).", "",
@@ -338,8 +330,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.long_means:
         grid = at_long_budget(args.short, args.long, args.tasks)
         probes = grid_probes(grid, args.short, args.long)
-        text += "\n" + long_means_markdown(grid, *args.labels, probes=probes)
         summary = summarize(grid["runs"])
+        text += "\n" + long_means_markdown(grid, summary, *args.labels, probes=probes)
         payload["at_long"] = {"rows": summary["rows"], "paired": summary["paired"],
                               "probes": probes["rows"],
                               "probes_missing": [{"task": t, "row": r, "seed": s}
